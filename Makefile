@@ -1,0 +1,133 @@
+# tetriserve - Makefile
+#
+#   make              build ./tetriserve (and the cuda backend when nvcc is found)
+#   make test         build and run the test suite (tests/)
+#   make SAN=1 test   the same under AddressSanitizer + UBSan (objects in build-san/)
+#   make bench        print the benchmark figures recorded in README.md
+#   make V=1          show full command lines
+#
+# Host code is C11 with warnings as errors. The scheduler, the simulator and
+# everything they include build with plain $(CC), never with MPI, CUDA or NCCL
+# include paths: only the sources in MPI_SRCS see mpi.h.
+
+CC      ?= cc
+MPICC   ?= mpicc
+OPT     ?= -O2
+PYTHON  ?= /usr/bin/python3
+
+ifeq ($(SAN),1)
+BUILD   := build-san
+OPT     := -O1 -fno-omit-frame-pointer
+SANFLAGS:= -fsanitize=address,undefined -fno-sanitize-recover=undefined
+else
+BUILD   := build
+SANFLAGS:=
+endif
+
+ifneq ($(V),1)
+Q := @
+E := @printf '  %-6s %s\n'
+else
+Q :=
+E := @true
+endif
+
+# ---- Dependencies: a missing one stops the build with the Debian package to install.
+need_pc = $(if $(shell pkg-config --exists $(1) 2>/dev/null && echo y),,$(error missing $(1) (pkg-config): install the Debian package $(2), e.g. 'sudo apt-get install $(2)', or run ./scripts/setup.sh))
+ifeq ($(filter clean,$(MAKECMDGOALS)),)
+$(if $(shell command -v pkg-config 2>/dev/null),,$(error pkg-config not found: install the Debian package pkg-config))
+$(call need_pc,hdf5-serial,libhdf5-dev)
+$(call need_pc,gsl,libgsl-dev)
+$(call need_pc,openblas,libopenblas-dev)
+$(if $(shell command -v $(MPICC) 2>/dev/null),,$(error $(MPICC) not found: install the Debian packages openmpi-bin libopenmpi-dev))
+endif
+
+HDF5_CFLAGS := $(shell pkg-config --cflags hdf5-serial 2>/dev/null)
+HDF5_LIBS   := $(shell pkg-config --libs hdf5-serial 2>/dev/null)
+GSL_CFLAGS  := $(shell pkg-config --cflags gsl 2>/dev/null)
+BLAS_CFLAGS := $(shell pkg-config --cflags openblas 2>/dev/null)
+# GSL's BLAS calls bind to OpenBLAS because it is a direct dependency of the
+# executable (see ../shared/TOOLCHAIN.md); --no-as-needed keeps it there.
+LIBS        := $(HDF5_LIBS) -lgsl -Wl,--no-as-needed -lopenblas -Wl,--as-needed -lm
+
+WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+           -Wpointer-arith -Wformat=2 -Wvla -Wno-format-truncation
+# (-Wno-format-truncation: messages are cut at TS_ERR_MAX on purpose.)
+CFLAGS_ALL := -std=c11 -D_POSIX_C_SOURCE=200809L $(OPT) -g $(WARN) $(SANFLAGS) -MMD -MP \
+           -I$(BUILD) -Isrc -Ikernels $(HDF5_CFLAGS) $(GSL_CFLAGS) $(BLAS_CFLAGS) $(CFLAGS)
+LDFLAGS_ALL := $(SANFLAGS) $(LDFLAGS)
+
+# ---- Sources
+MPI_SRCS  := $(wildcard src/mpi_*.c)
+CORE_SRCS := $(filter-out src/main.c $(MPI_SRCS),$(wildcard src/*.c))
+KERN_SRCS := $(wildcard kernels/*.c)
+CORE_OBJS := $(CORE_SRCS:%.c=$(BUILD)/%.o) $(KERN_SRCS:%.c=$(BUILD)/%.o)
+MPI_OBJS  := $(MPI_SRCS:%.c=$(BUILD)/%.o)
+MAIN_OBJ  := $(BUILD)/src/main.o
+LIB       := $(BUILD)/libtetriserve.a
+
+TEST_SRCS := $(wildcard tests/test_*.c)
+TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
+
+ifeq ($(SAN),1)
+BIN := $(BUILD)/tetriserve
+else
+BIN := tetriserve
+endif
+
+.PHONY: all test bench clean check-deps
+all: $(BIN)
+
+# Version: release and git commit, regenerated only when they change.
+GIT_COMMIT := $(shell git describe --always --dirty --abbrev=12 --match none 2>/dev/null || echo unknown)
+$(BUILD)/ts_version.h: FORCE
+	@mkdir -p $(BUILD)
+	@printf '#define TS_GIT_COMMIT "%s"\n' '$(GIT_COMMIT)' > $@.tmp
+	@cmp -s $@.tmp $@ 2>/dev/null && rm -f $@.tmp || mv $@.tmp $@
+FORCE:
+
+$(BUILD)/src/%.o: src/%.c | $(BUILD)/ts_version.h
+	@mkdir -p $(dir $@)
+	$(E) CC $<
+	$(Q)$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+$(BUILD)/src/mpi_%.o: src/mpi_%.c | $(BUILD)/ts_version.h
+	@mkdir -p $(dir $@)
+	$(E) MPICC $<
+	$(Q)$(MPICC) $(CFLAGS_ALL) -c $< -o $@
+
+$(BUILD)/kernels/%.o: kernels/%.c
+	@mkdir -p $(dir $@)
+	$(E) CC $<
+	$(Q)$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+$(BUILD)/src/ts_util.o: $(BUILD)/ts_version.h
+
+$(LIB): $(CORE_OBJS) $(MPI_OBJS)
+	$(E) AR $@
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(BIN): $(MAIN_OBJ) $(LIB)
+	$(E) LINK $@
+	$(Q)$(MPICC) $(LDFLAGS_ALL) $(MAIN_OBJ) $(LIB) $(LIBS) -o $@
+
+# ---- Tests: one cmocka program per tests/test_*.c, linked against the library.
+$(BUILD)/tests/%.o: tests/%.c
+	@mkdir -p $(dir $@)
+	$(E) CC $<
+	$(Q)$(MPICC) $(CFLAGS_ALL) -Itests -c $< -o $@
+
+$(BUILD)/tests/%: $(BUILD)/tests/%.o $(LIB)
+	$(E) LINK $@
+	$(Q)$(MPICC) $(LDFLAGS_ALL) $< $(LIB) $(LIBS) -lcmocka -o $@
+
+test: $(BIN) $(TEST_BINS)
+	$(Q)TS_BIN=$(abspath $(BIN)) TS_BUILD=$(BUILD) ./tests/run.sh $(TEST_BINS)
+
+bench: $(BIN)
+	$(Q)./scripts/bench.sh
+
+clean:
+	rm -rf build build-san tetriserve
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,0 +1,15 @@
+/* ts_cmd.h - the verbs of the tetriserve binary. Each takes (argc, argv)
+ * with argv[0] the verb's name, prints its own errors as one line on stderr
+ * and returns the exit status (0 ok, 1 failure, 2 usage error). */
+#ifndef TS_CMD_H
+#define TS_CMD_H
+
+int ts_cmd_simulate(int argc, char **argv);
+int ts_cmd_compare(int argc, char **argv);
+int ts_cmd_trace_gen(int argc, char **argv);
+int ts_cmd_report(int argc, char **argv);
+
+/* The command line as one string (for results files); static buffer. */
+const char *ts_cmd_line(int argc, char **argv, const char *verb);
+
+#endif

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# test_cli.sh - the command line refuses bad input before any work: one
+# line on stderr naming the file:line or the option, a non-zero exit, and no
+# results file. And the good paths work: simulate, report, compare.
+set -u
+bin=${TS_BIN:?}
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fails=0
+trace=traces/uniform.csv
+prof=profiles/flux1-dev_h100x8.csv
+
+# expect_fail "what" pattern-in-stderr command...
+expect_fail() {
+    local what=$1 pat=$2; shift 2
+    rm -f "$tmp/out.h5"
+    "$@" >"$tmp/stdout" 2>"$tmp/stderr"
+    local rc=$?
+    local lines; lines=$(wc -l <"$tmp/stderr")
+    if [ $rc -eq 0 ]; then echo "FAIL $what: exit 0"; fails=$((fails + 1)); return; fi
+    if ! grep -q -- "$pat" "$tmp/stderr"; then
+        echo "FAIL $what: stderr lacks '$pat':"; sed 's/^/    /' "$tmp/stderr"; fails=$((fails + 1)); return
+    fi
+    if [ "$lines" -ne 1 ]; then echo "FAIL $what: $lines lines on stderr, want 1:"; sed 's/^/    /' "$tmp/stderr"; fails=$((fails + 1)); return; fi
+    if [ -e "$tmp/out.h5" ]; then echo "FAIL $what: a results file was written"; fails=$((fails + 1)); return; fi
+    echo "ok   $what: $(cat "$tmp/stderr")"
+}
+
+sim() { "$bin" simulate --gpus 8 --policy sp1 --out "$tmp/out.h5" "$@"; }
+
+# Malformed traces: file:line in the message.
+for f in tests/data/traces/bad_*.csv; do
+    expect_fail "trace $(basename "$f")" "$f" sim --trace "$f" --profile "$prof"
+done
+for f in tests/data/profiles/bad_*.csv; do
+    [ -e "$f" ] || continue
+    expect_fail "profile $(basename "$f")" "$f" sim --trace "$trace" --profile "$f"
+done
+expect_fail "missing trace file" "nonexistent.csv" sim --trace "$tmp/nonexistent.csv" --profile "$prof"
+expect_fail "unknown policy" "unknown policy 'fifo'" "$bin" simulate --trace "$trace" --profile "$prof" --gpus 8 --policy fifo --out "$tmp/out.h5"
+expect_fail "gpus not a multiple" "not a multiple of sp4's degree 4" "$bin" simulate --trace "$trace" --profile "$prof" --gpus 6 --policy sp4 --out "$tmp/out.h5"
+expect_fail "degree missing in profile" "no degree 8" "$bin" simulate --trace "$trace" --profile profiles/sd3-medium_a40x4.csv --gpus 8 --policy sp8 --out "$tmp/out.h5"
+expect_fail "gpus zero" "--gpus" "$bin" simulate --trace "$trace" --profile "$prof" --gpus 0 --policy sp1 --out "$tmp/out.h5"
+expect_fail "gpus not a number" "--gpus" "$bin" simulate --trace "$trace" --profile "$prof" --gpus eight --policy sp1 --out "$tmp/out.h5"
+expect_fail "slo-scale negative" "--slo-scale" "$bin" simulate --trace "$trace" --profile "$prof" --gpus 8 --policy sp1 --slo-scale -1 --out "$tmp/out.h5"
+expect_fail "slo-scale nan" "--slo-scale" "$bin" simulate --trace "$trace" --profile "$prof" --gpus 8 --policy sp1 --slo-scale nan --out "$tmp/out.h5"
+expect_fail "missing --trace" "--trace is required" "$bin" simulate --profile "$prof" --gpus 8 --policy sp1 --out "$tmp/out.h5"
+expect_fail "unwritable output" "no/such/dir/out.h5" "$bin" simulate --trace "$trace" --profile "$prof" --gpus 8 --policy sp1 --out "$tmp/no/such/dir/out.h5"
+expect_fail "bad rssp degrees" "--rssp-degrees" "$bin" simulate --trace "$trace" --profile "$prof" --gpus 8 --policy rssp --rssp-degrees 256=1 --out "$tmp/out.h5"
+expect_fail "unknown verb" "unknown verb" "$bin" frobnicate
+expect_fail "compare unknown policy" "unknown policy" "$bin" compare --trace "$trace" --profile "$prof" --gpus 8 --policies sp1,nope
+expect_fail "report missing file" "nonexistent.h5" "$bin" report "$tmp/nonexistent.h5"
+
+# Good paths.
+if "$bin" simulate --trace "$trace" --profile "$prof" --gpus 8 --policy rssp --out "$tmp/good.h5" >"$tmp/stdout" 2>"$tmp/stderr" &&
+   grep -q '^# ' "$tmp/stdout" && grep -q 'SAR' "$tmp/stdout" && [ -s "$tmp/good.h5" ]; then
+    echo "ok   simulate writes a results file and a table"
+else
+    echo "FAIL simulate good path"; cat "$tmp/stderr"; fails=$((fails + 1))
+fi
+if "$bin" report "$tmp/good.h5" >"$tmp/stdout" 2>&1 && grep -qi 'sar' "$tmp/stdout"; then
+    echo "ok   report prints the summary"
+else
+    echo "FAIL report"; cat "$tmp/stdout"; fails=$((fails + 1))
+fi
+for v in simulate compare trace-gen report; do
+    if "$bin" $v --help >"$tmp/stdout" 2>&1 && grep -q usage "$tmp/stdout"; then echo "ok   $v --help"; else echo "FAIL $v --help"; fails=$((fails + 1)); fi
+done
+
+echo "test_cli: $fails failures"
+[ $fails -eq 0 ]
