@@ -14,6 +14,8 @@ typedef struct TsVerb {
 static const TsVerb ts_verbs[] = {
     {"simulate", ts_cmd_simulate, "dry-run one policy on a trace and a profiled cost model"},
     {"compare", ts_cmd_compare, "SAR tables: every policy x SLO scale on one or more traces"},
+    {"sweep", ts_cmd_sweep, "a grid of simulations spread over MPI ranks, one HDF5 table"},
+    {"export", ts_cmd_export, "convert a results file (--chrome: Perfetto / chrome://tracing JSON)"},
     {"trace-gen", ts_cmd_trace_gen, "draw a request trace (Poisson or gamma arrivals, a mix)"},
     {"report", ts_cmd_report, "print the summary of a results file"},
     {NULL, NULL, NULL},
