@@ -216,7 +216,7 @@ int ts_cmd_simulate(int argc, char **argv) {
                    policy, res.policy_options, scale, (long long)seed, res.round_s);
             printf("# out: %s\n", sc.out_path ? sc.out_path : "(none)");
             ts_print_summary(&res.sum);
-            printf("# simulated in %.3f s (%lld decisions, %.3f s deciding)\n", res.wall_s,
+            printf("# simulated in %.6f s (%lld decisions, %.6f s deciding)\n", res.wall_s,
                    (long long)res.n_decisions, res.decide_s);
         }
     }
