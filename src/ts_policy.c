@@ -5,12 +5,13 @@
 #include "ts_engine.h"
 
 extern const TsPolicyOps ts_policy_sp1, ts_policy_sp2, ts_policy_sp4, ts_policy_sp8,
-    ts_policy_rssp;
+    ts_policy_rssp, ts_policy_tetriserve, ts_policy_tetriplus;
 
 /* The first entry is the safe one: fixed degree 1, no rounds, nothing to
  * tune. Order here is the order of tables and --help. */
 const TsPolicyOps *const ts_policy_table[] = {
-    &ts_policy_sp1, &ts_policy_sp2, &ts_policy_sp4, &ts_policy_sp8, &ts_policy_rssp, NULL,
+    &ts_policy_sp1, &ts_policy_sp2, &ts_policy_sp4, &ts_policy_sp8, &ts_policy_rssp,
+    &ts_policy_tetriserve, &ts_policy_tetriplus, NULL,
 };
 
 const TsPolicyOps *ts_policy_find(const char *name) {

@@ -49,8 +49,8 @@ static void random_trace(TsTrace *t, int n, int n_res, double mean_gap, unsigned
     t->req = calloc((size_t)n, sizeof *t->req);
     double at = 0;
     for (int i = 0; i < n; i++) {
-        /* Coarse arrival grid so that ties happen often. */
-        at += floor((double)rand() / RAND_MAX * mean_gap * 4) / 2;
+        /* A 10 ms arrival grid, so that ties happen often; mean gap ~ mean_gap. */
+        at += floor((double)rand() / RAND_MAX * mean_gap * 200) / 100;
         int r = rand() % n_res;
         t->req[i] = (TsRequest){i, at, 256 << r, 256 << r, 1 + rand() % 30, 1.0 + r};
         res_of[i] = r;

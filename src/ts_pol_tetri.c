@@ -1,0 +1,600 @@
+/* ts_pol_tetri.c - the TetriServe round-based scheduler (PAPER.md), policy
+ * `tetriserve`, and `tetriplus`, our variant that fixes what the paper's
+ * heuristic leaves on the table (README: "Beyond the paper").
+ *
+ * Round semantics (both policies; README "Rounds"):
+ *  - Decisions are taken at round boundaries t_r, tau seconds apart, while
+ *    work is pending. An arrival into an idle system (no round scheduled)
+ *    opens a round at once; otherwise arrivals wait for the next boundary.
+ *  - A request chosen for a round runs q = min(steps of its plan segment,
+ *    floor(tau / T(k))) steps on k GPUs from t_r, so it ends by t_r + tau.
+ *    When they end before the boundary (q x T < tau, or the request
+ *    finishes), its GPUs stay idle until t_r+1 (`tetriplus` refills them).
+ *  - A best-effort step (hopeless request, 1 GPU) runs at least one step
+ *    even when T(1) > tau; its GPU then misses the next boundary and is
+ *    simply not available to that round.
+ *  - tau = round_ms if given, else derived from round_steps (default 5):
+ *    about round_steps steps of the slowest resolution at its fastest
+ *    degree, adjusted to the mix (ts_tetri_pick_tau).
+ *
+ * At each boundary (t = now):
+ *  1. per ready request: hopeless if t + R x T_min + overhead > deadline;
+ *     otherwise its minimal-GPU-time plan (ts_tetri_min_alloc) for budget
+ *     deadline - t - overhead;
+ *  2. options: one per plan segment, (k, q = min(steps, floor(tau/T(k)))),
+ *     q >= 1;
+ *  3. survival: finishing in the round: t + q T(k) + overhead <= deadline;
+ *     otherwise t + tau + (R - q) T_min + overhead <= deadline;
+ *  4. group knapsack over the free GPUs maximising survivors, over the
+ *     requests that need to run now to survive (those that survive doing
+ *     nothing cannot change the count); fewest GPUs among optima;
+ *  then the free GPUs left go, earliest deadline first, to the other
+ *  non-hopeless requests (their plan's first option that fits); selective
+ *  batching merges same-resolution requests on one degree when requests
+ *  are still waiting for GPUs and every member still survives; 5. best
+ *  effort: 1 GPU each for hopeless requests from what is left; 7. elastic
+ *  scale-up: leftover GPUs raise scheduled requests to their next faster
+ *  degree, largest relative step-time gain first; 6. placement: a request
+ *  on the same degree keeps its GPUs if they are free, the rest take
+ *  aligned blocks of k GPUs within a node (largest k first), else the
+ *  lowest-numbered free GPUs. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ts_engine.h"
+#include "ts_tetri.h"
+
+enum { TS_CLS_HOPELESS = 0, TS_CLS_NEEDS_RUN, TS_CLS_SLACK };
+
+typedef struct TsOpt {
+    int32_t didx; /* index in the resolution's degree set */
+    int32_t q;    /* steps this round */
+    int32_t survive;
+} TsOpt;
+
+typedef struct TsCand {
+    int64_t i; /* request index */
+    int res;
+    int32_t R;
+    double deadline_s, laxity_s;
+    int cls;
+    int n_opt;
+    TsOpt opt[3];
+    /* The decision: */
+    int32_t degree, q, didx; /* degree 0: not scheduled */
+    int batch_leader;        /* index in cands of its batch leader, -1 */
+    int32_t batch_n;         /* members, on the leader */
+    int best_effort;
+} TsCand;
+
+typedef struct TsTetri {
+    TsPolicyConfig cfg;
+    int plus; /* tetriplus: work-conserving rounds, best effort last, laxity order */
+    double tau_s;
+    int64_t round;
+    double next_round_s;
+    int n_res;
+    TsDegreeSet *ds;   /* [n_res], batch 1 */
+    int32_t **cm_didx; /* [n_res][ds.n]: degree index in the cost model */
+    double *tmin_s;    /* [n_res] */
+    /* tetriplus plans with effective step times: a round of tau runs
+     * floor(tau / T) steps, so a step costs tau / floor(tau / T). */
+    TsDegreeSet *ds_plan; /* [n_res]: = ds for tetriserve */
+    double *tmin_plan;    /* [n_res] */
+    const TsCostModel *cm;
+    TsCand *cand;
+    int64_t cap_cand;
+    int *order, *knap_of, *choice;
+    TsKnapItem *items;
+    int64_t cap_items;
+    TsKnap knap;
+    uint64_t *free_map;
+    int64_t n_words;
+    int32_t *gpus;
+} TsTetri;
+
+static void ts_tetri_destroy(void *self) {
+    TsTetri *p = self;
+    if (!p) return;
+    for (int r = 0; r < p->n_res; r++) free(p->cm_didx ? p->cm_didx[r] : NULL);
+    free(p->cm_didx);
+    free(p->ds);
+    free(p->tmin_s);
+    free(p->ds_plan);
+    free(p->tmin_plan);
+    free(p->cand);
+    free(p->order);
+    free(p->knap_of);
+    free(p->choice);
+    free(p->items);
+    ts_knap_free(&p->knap);
+    free(p->free_map);
+    free(p->gpus);
+    free(p);
+}
+
+/* Quantisation waste of a round of tau seconds: per resolution (weighted
+ * by its share of the trace), the mean over its usable degrees (T <= tau)
+ * of the fraction of the round left idle after floor(tau / T) steps. */
+static double ts_tetri_waste(const TsTetri *p, const double *share, double tau) {
+    double w = 0;
+    for (int r = 0; r < p->n_res; r++) {
+        double sum = 0;
+        int cnt = 0;
+        for (int d = 0; d < p->ds[r].n; d++) {
+            double T = p->ds[r].step_s[d];
+            if (T > tau) continue;
+            sum += (tau - floor(tau / T + 1e-9) * T) / tau;
+            cnt++;
+        }
+        w += share[r] * (cnt ? sum / cnt : 1.0);
+    }
+    return w;
+}
+
+/* The round length for a step granularity of g steps (the paper adapts tau
+ * to the mix "so that work ends near round boundaries" without a formula;
+ * this is ours, README "Rounds"): the reference is g steps of the slowest
+ * resolution at its fastest degree, g x T_ref; among the multiples of every
+ * usable step time within [max(T_ref, 0.9 g T_ref), 1.1 g T_ref], take the
+ * one with the least quantisation waste over the trace's mix (ties: nearest
+ * the reference). The +-10% window was the best of 0, 10, 25 and 50% over
+ * 8 seeds of both paper workloads (README "Rounds"). */
+static double ts_tetri_pick_tau(const TsTetri *p, const TsState *st, int g, double t_ref) {
+    double *share = ts_xcalloc((size_t)p->n_res, sizeof *share);
+    for (int64_t i = 0; i < st->n_req; i++) share[st->req[i].res] += 1.0 / (double)st->n_req;
+    double target = g * t_ref, lo = fmax(t_ref, 0.9 * target), hi = 1.1 * target;
+    double best = target, best_w = ts_tetri_waste(p, share, target);
+    for (int r = 0; r < p->n_res; r++)
+        for (int d = 0; d < p->ds[r].n; d++) {
+            double T = p->ds[r].step_s[d];
+            for (double m = ceil(lo / T); m * T <= hi; m++) {
+                double c = m * T, w = ts_tetri_waste(p, share, c);
+                if (w < best_w - 1e-12 || (w <= best_w + 1e-12 && fabs(c - target) < fabs(best - target)))
+                    best = c, best_w = w;
+            }
+        }
+    free(share);
+    return best;
+}
+
+static TsStatus ts_tetri_create_common(void **self, const TsPolicyConfig *cfg, const TsState *st,
+                                       int plus, TsErr *err) {
+    const TsCostModel *cm = st->cost;
+    TsTetri *p = ts_xcalloc(1, sizeof *p);
+    p->cfg = *cfg;
+    p->plus = plus;
+    p->cm = cm;
+    p->n_res = cm->n_res;
+    p->ds = ts_xcalloc((size_t)cm->n_res, sizeof *p->ds);
+    p->cm_didx = ts_xcalloc((size_t)cm->n_res, sizeof *p->cm_didx);
+    p->tmin_s = ts_xcalloc((size_t)cm->n_res, sizeof *p->tmin_s);
+    double slowest_fast = 0;
+    for (int r = 0; r < cm->n_res; r++) {
+        double t[TS_MAX_DEGREES];
+        for (int d = 0; d < cm->n_deg; d++) t[d] = ts_cost_step_s(cm, r, d, 1);
+        ts_degree_set_build(&p->ds[r], cm->degree, t, cm->n_deg);
+        if (p->ds[r].n == 0) {
+            ts_tetri_destroy(p);
+            return ts_err(err, TS_ERR_INPUT, "--policy %s: the profile has no degree <= --gpus %d for %dx%d",
+                          plus ? "tetriplus" : "tetriserve", st->n_gpus, cm->width[r], cm->height[r]);
+        }
+        p->cm_didx[r] = ts_xcalloc((size_t)p->ds[r].n, sizeof **p->cm_didx);
+        for (int j = 0; j < p->ds[r].n; j++) p->cm_didx[r][j] = ts_cost_degree_index(cm, p->ds[r].degree[j]);
+        p->tmin_s[r] = p->ds[r].step_s[p->ds[r].n - 1];
+        if (p->tmin_s[r] > slowest_fast) slowest_fast = p->tmin_s[r];
+    }
+    p->tau_s = cfg->round_ms > 0 ? cfg->round_ms / 1000.0 : ts_tetri_pick_tau(p, st, cfg->round_steps, slowest_fast);
+    if (!(p->tau_s > 0)) p->tau_s = 1.0; /* empty trace */
+    p->ds_plan = ts_xcalloc((size_t)cm->n_res, sizeof *p->ds_plan);
+    p->tmin_plan = ts_xcalloc((size_t)cm->n_res, sizeof *p->tmin_plan);
+    for (int r = 0; r < cm->n_res; r++) {
+        p->ds_plan[r] = p->ds[r];
+        if (plus) {
+            double t[TS_TETRI_MAX_DEG];
+            for (int d = 0; d < p->ds[r].n; d++) {
+                double T = p->ds[r].step_s[d], q = floor(p->tau_s / T + 1e-9);
+                t[d] = q >= 1 ? p->tau_s / q : NAN;
+            }
+            TsDegreeSet eff;
+            ts_degree_set_build(&eff, p->ds[r].degree, t, p->ds[r].n);
+            if (eff.n) p->ds_plan[r] = eff;
+        }
+        p->tmin_plan[r] = p->ds_plan[r].step_s[p->ds_plan[r].n - 1];
+    }
+    p->next_round_s = INFINITY;
+    p->n_words = (st->n_gpus + 63) / 64;
+    p->free_map = ts_xcalloc((size_t)p->n_words, sizeof *p->free_map);
+    p->gpus = ts_xcalloc((size_t)st->n_gpus, sizeof *p->gpus);
+    ts_knap_init(&p->knap);
+    *self = p;
+    return TS_OK;
+}
+
+static TsStatus ts_tetriserve_create(void **self, const TsPolicyConfig *cfg, const TsState *st, TsErr *err) {
+    return ts_tetri_create_common(self, cfg, st, 0, err);
+}
+
+static TsStatus ts_tetriplus_create(void **self, const TsPolicyConfig *cfg, const TsState *st, TsErr *err) {
+    return ts_tetri_create_common(self, cfg, st, 1, err);
+}
+
+/* Order: earliest deadline (tetriserve) or least laxity (tetriplus), then
+ * trace order. */
+static const TsCand *ts_sort_base;
+static int ts_sort_by_laxity;
+static int ts_cand_cmp(const void *a, const void *b) {
+    const TsCand *x = &ts_sort_base[*(const int *)a], *y = &ts_sort_base[*(const int *)b];
+    double kx = ts_sort_by_laxity ? x->laxity_s : x->deadline_s;
+    double ky = ts_sort_by_laxity ? y->laxity_s : y->deadline_s;
+    if (kx != ky) return kx < ky ? -1 : 1;
+    return (x->i > y->i) - (x->i < y->i);
+}
+
+static int ts_free_test(const uint64_t *m, int32_t g) { return (int)((m[g >> 6] >> (g & 63)) & 1u); }
+static void ts_free_clear(uint64_t *m, int32_t g) { m[g >> 6] &= ~(1ull << (g & 63)); }
+
+/* Survival bound of running q steps at step time T from now. */
+static int ts_survives(const TsTetri *p, const TsCand *c, double now, int32_t q, double T) {
+    double oh = p->cm->overhead_s;
+    if (q >= c->R) return now + (double)c->R * T + oh <= c->deadline_s + 1e-9;
+    return now + p->tau_s + (double)(c->R - q) * p->tmin_plan[c->res] + oh <= c->deadline_s + 1e-9;
+}
+
+/* Steps of one segment this round: as many as fit in what is left of it. */
+static int32_t ts_round_steps(double window_s, double T, int32_t cap) {
+    double f = floor(window_s / T + 1e-9);
+    int32_t q = f > (double)cap ? cap : (int32_t)f;
+    return q < 0 ? 0 : q;
+}
+
+/* Classify a ready request and build its options for a window of
+ * window_s seconds (tau at a boundary; what is left of it mid-round). */
+static void ts_cand_build(TsTetri *p, const TsState *st, int64_t i, double now, double window_s, TsCand *c) {
+    const TsReq *q = &st->req[i];
+    memset(c, 0, sizeof *c);
+    c->i = i;
+    c->res = q->res;
+    c->R = q->steps - q->steps_done;
+    c->deadline_s = q->deadline_s;
+    c->batch_leader = -1;
+    double tmin = p->tmin_plan[c->res], oh = p->cm->overhead_s;
+    c->laxity_s = q->deadline_s - now - (double)c->R * tmin - oh;
+    if (c->laxity_s < -1e-9) {
+        c->cls = TS_CLS_HOPELESS;
+        return;
+    }
+    TsAlloc a;
+    const TsDegreeSet *pds = &p->ds_plan[c->res], *ds = &p->ds[c->res];
+    if (ts_tetri_min_alloc(pds, c->R, q->deadline_s - now - oh, &a)) {
+        c->cls = TS_CLS_HOPELESS; /* only rounding separates it from the test above */
+        return;
+    }
+    for (int m = 0; m < a.n; m++) {
+        int32_t d = 0; /* the plan's degree in the resolution's degree set */
+        while (ds->degree[d] != pds->degree[a.idx[m]]) d++;
+        double T = ds->step_s[d];
+        int32_t steps = ts_round_steps(window_s, T, a.steps[m]);
+        if (steps < 1) continue;
+        int dup = 0;
+        for (int o = 0; o < c->n_opt; o++) dup |= c->opt[o].didx == d;
+        if (dup) continue;
+        c->opt[c->n_opt++] = (TsOpt){d, steps, ts_survives(p, c, now, steps, T)};
+    }
+    int none_survives = now + p->tau_s + (double)c->R * tmin + oh <= c->deadline_s + 1e-9;
+    c->cls = none_survives ? TS_CLS_SLACK : TS_CLS_NEEDS_RUN;
+}
+
+static void ts_cand_set(TsTetri *p, TsCand *c, int32_t didx, int32_t q) {
+    c->didx = didx;
+    c->degree = p->ds[c->res].degree[didx];
+    c->q = q;
+}
+
+/* Free GPUs left after the decisions so far. */
+static int32_t ts_left(const TsState *st, const TsCand *cands, int n) {
+    int32_t used = 0;
+    for (int k = 0; k < n; k++)
+        if (cands[k].degree && cands[k].batch_leader < 0) used += cands[k].degree;
+    return st->n_free - used;
+}
+
+/* Give free GPUs, in `order`, to unscheduled non-hopeless candidates. */
+static int32_t ts_fill(TsTetri *p, const int *order, int n, int32_t left) {
+    for (int k = 0; k < n && left > 0; k++) {
+        TsCand *c = &p->cand[order[k]];
+        if (c->degree || c->cls == TS_CLS_HOPELESS || c->batch_leader >= 0) continue;
+        for (int o = 0; o < c->n_opt; o++) {
+            int32_t w = p->ds[c->res].degree[c->opt[o].didx];
+            if (w > left) continue;
+            ts_cand_set(p, c, c->opt[o].didx, c->opt[o].q);
+            left -= w;
+            break;
+        }
+    }
+    return left;
+}
+
+/* Selective batching: same resolution, same degree, the profile has the
+ * batched step time, and every member still survives at the batched
+ * speed. Frees (b - 1) x k GPUs per batch of b. */
+static int32_t ts_batch(TsTetri *p, const int *order, int n, double now, double window_s, int32_t left) {
+    const TsCostModel *cm = p->cm;
+    if (cm->max_batch < 2) return left;
+    for (int a = 0; a < n; a++) {
+        TsCand *lead = &p->cand[order[a]];
+        if (!lead->degree || lead->best_effort || lead->batch_leader >= 0 || lead->batch_n) continue;
+        int cd = p->cm_didx[lead->res][lead->didx];
+        int members[TS_MAX_BATCH] = {order[a]}, nm = 1;
+        for (int b = a + 1; b < n && nm < cm->max_batch; b++) {
+            TsCand *c = &p->cand[order[b]];
+            if (!c->degree || c->best_effort || c->batch_leader >= 0 || c->batch_n || c->res != lead->res ||
+                c->degree != lead->degree)
+                continue;
+            double Tb = ts_cost_step_s(cm, lead->res, cd, nm + 1);
+            if (!(Tb > 0)) break;
+            int32_t qmin = ts_round_steps(window_s, Tb, INT32_MAX);
+            for (int m = 0; m < nm; m++) qmin = qmin < p->cand[members[m]].R ? qmin : p->cand[members[m]].R;
+            qmin = qmin < c->R ? qmin : c->R;
+            int ok = qmin >= 1 && ts_survives(p, c, now, qmin, Tb);
+            for (int m = 0; m < nm && ok; m++) ok = ts_survives(p, &p->cand[members[m]], now, qmin, Tb);
+            if (!ok) continue;
+            members[nm++] = order[b];
+        }
+        if (nm < 2) continue;
+        double Tb = ts_cost_step_s(cm, lead->res, cd, nm);
+        int32_t q = ts_round_steps(window_s, Tb, INT32_MAX);
+        for (int m = 0; m < nm; m++) q = q < p->cand[members[m]].R ? q : p->cand[members[m]].R;
+        lead->batch_n = nm;
+        lead->q = q;
+        for (int m = 1; m < nm; m++) {
+            TsCand *c = &p->cand[members[m]];
+            c->batch_leader = members[0];
+            c->q = q;
+            left += c->degree;
+        }
+    }
+    return left;
+}
+
+/* Elastic scale-up: idle GPUs raise scheduled requests to their next
+ * faster degree, the largest relative step-time gain first. */
+static int32_t ts_elastic(TsTetri *p, int n, double window_s, int32_t left) {
+    for (;;) {
+        int best = -1;
+        double best_gain = 0;
+        for (int k = 0; k < n; k++) {
+            TsCand *c = &p->cand[k];
+            if (!c->degree || c->best_effort || c->batch_n || c->batch_leader >= 0) continue;
+            const TsDegreeSet *ds = &p->ds[c->res];
+            if (c->didx + 1 >= ds->n) continue;
+            int32_t extra = ds->degree[c->didx + 1] - c->degree;
+            if (extra > left) continue;
+            double gain = (ds->step_s[c->didx] - ds->step_s[c->didx + 1]) / ds->step_s[c->didx];
+            if (gain > best_gain) best_gain = gain, best = k;
+        }
+        if (best < 0) return left;
+        TsCand *c = &p->cand[best];
+        const TsDegreeSet *ds = &p->ds[c->res];
+        left -= ds->degree[c->didx + 1] - c->degree;
+        int32_t q = ts_round_steps(window_s, ds->step_s[c->didx + 1], c->R);
+        ts_cand_set(p, c, c->didx + 1, q > c->q ? q : c->q);
+    }
+}
+
+/* Best effort: at most one GPU each for hopeless requests, at least one
+ * step (it may overrun the round). */
+static int32_t ts_best_effort(TsTetri *p, const int *order, int n, double window_s, int32_t left) {
+    for (int k = 0; k < n && left > 0; k++) {
+        TsCand *c = &p->cand[order[k]];
+        if (c->cls != TS_CLS_HOPELESS || c->degree) continue;
+        const TsDegreeSet *ds = &p->ds[c->res];
+        if (ds->degree[0] != 1) continue; /* no 1-GPU degree: nothing to give */
+        int32_t q = ts_round_steps(window_s, ds->step_s[0], c->R);
+        ts_cand_set(p, c, 0, q < 1 ? 1 : q);
+        c->best_effort = 1;
+        left--;
+    }
+    return left;
+}
+
+/* Claim k GPUs for a launch: its previous GPUs when preserved, else an
+ * aligned block within a node, else the lowest-numbered free ones. */
+static int ts_place(TsTetri *p, const TsState *st, const TsCand *c, int preserve_pass, int32_t *out) {
+    int32_t k = c->degree;
+    if (preserve_pass) {
+        int32_t last_k;
+        const int32_t *last = ts_state_last_gpus(st, c->i, &last_k);
+        if (!last || last_k != k) return 0;
+        for (int32_t a = 0; a < k; a++)
+            if (!ts_free_test(p->free_map, last[a])) return 0;
+        for (int32_t a = 0; a < k; a++) {
+            out[a] = last[a];
+            ts_free_clear(p->free_map, last[a]);
+        }
+        return 1;
+    }
+    int32_t gpn = st->gpus_per_node;
+    for (int32_t base = 0; base + k <= st->n_gpus; base += k) {
+        if (base / gpn != (base + k - 1) / gpn) continue;
+        int ok = 1;
+        for (int32_t a = 0; a < k && ok; a++) ok = ts_free_test(p->free_map, base + a);
+        if (!ok) continue;
+        for (int32_t a = 0; a < k; a++) {
+            out[a] = base + a;
+            ts_free_clear(p->free_map, base + a);
+        }
+        return 1;
+    }
+    int32_t got = 0;
+    for (int32_t g = 0; g < st->n_gpus && got < k; g++)
+        if (ts_free_test(p->free_map, g)) out[got++] = g;
+    if (got < k) return -1;
+    for (int32_t a = 0; a < k; a++) ts_free_clear(p->free_map, out[a]);
+    return 1;
+}
+
+static int ts_deg_desc_cmp(const void *a, const void *b) {
+    const TsCand *x = &ts_sort_base[*(const int *)a], *y = &ts_sort_base[*(const int *)b];
+    if (x->degree != y->degree) return x->degree > y->degree ? -1 : 1;
+    return ts_cand_cmp(a, b);
+}
+
+/* One decision over the ready requests for a window of window_s seconds.
+ * full: a round boundary (the knapsack and every step); otherwise a
+ * tetriplus mid-round refill (fill, elastic, best effort on idle GPUs). */
+static TsStatus ts_tetri_schedule(TsTetri *p, const TsState *st, TsPlan *plan, double window_s, int full, TsErr *err) {
+    double now = st->now_s;
+    int n = 0;
+    for (int64_t r = 0; r < st->n_pending; r++) {
+        int64_t i = st->pending[r];
+        if (st->req[i].state != TS_REQ_READY) continue;
+        TS_GROW(p->cand, p->cap_cand, n + 1);
+        ts_cand_build(p, st, i, now, window_s, &p->cand[n]);
+        n++;
+    }
+    if (n == 0 || st->n_free == 0) return TS_OK;
+    if (n > p->cap_items) {
+        int64_t cap = p->cap_items;
+        TS_GROW(p->items, cap, n);
+        p->order = ts_xrealloc(p->order, (size_t)cap * sizeof *p->order);
+        p->knap_of = ts_xrealloc(p->knap_of, (size_t)cap * sizeof *p->knap_of);
+        p->choice = ts_xrealloc(p->choice, (size_t)cap * sizeof *p->choice);
+        p->cap_items = cap;
+    }
+    for (int k = 0; k < n; k++) p->order[k] = k;
+    ts_sort_base = p->cand;
+    ts_sort_by_laxity = p->plus;
+    qsort(p->order, (size_t)n, sizeof *p->order, ts_cand_cmp);
+
+    int32_t left = st->n_free;
+    if (full) {
+        /* 4. Knapsack over the requests that must run now to survive. */
+        int m = 0;
+        for (int k = 0; k < n; k++) {
+            TsCand *c = &p->cand[p->order[k]];
+            if (c->cls != TS_CLS_NEEDS_RUN) continue;
+            TsKnapItem *it = &p->items[m];
+            it->n_opt = 0;
+            it->none_value = 0;
+            for (int o = 0; o < c->n_opt; o++) {
+                if (!c->opt[o].survive) continue;
+                it->width[it->n_opt] = p->ds[c->res].degree[c->opt[o].didx];
+                it->value[it->n_opt] = 1;
+                it->n_opt++;
+            }
+            if (!it->n_opt) continue;
+            p->knap_of[m] = p->order[k];
+            m++;
+        }
+        if (m) {
+            ts_knap_solve(&p->knap, p->items, m, left, p->choice);
+            for (int j = 0; j < m; j++) {
+                if (p->choice[j] < 0) continue;
+                TsCand *c = &p->cand[p->knap_of[j]];
+                int seen = -1;
+                for (int o = 0; o < c->n_opt; o++) /* the choice-th surviving option */
+                    if (c->opt[o].survive && ++seen == p->choice[j]) {
+                        ts_cand_set(p, c, c->opt[o].didx, c->opt[o].q);
+                        left -= c->degree;
+                        break;
+                    }
+            }
+        }
+    }
+    /* The other non-hopeless requests take what is left, in order. */
+    left = ts_fill(p, p->order, n, left);
+    if (p->cfg.batching) {
+        int waiting = 0;
+        for (int k = 0; k < n; k++) waiting |= !p->cand[k].degree && p->cand[k].cls != TS_CLS_HOPELESS && p->cand[k].n_opt;
+        if (waiting) {
+            left = ts_batch(p, p->order, n, now, window_s, left);
+            left = ts_fill(p, p->order, n, left);
+        }
+    }
+    if (p->plus) { /* hopeless work only on GPUs nothing else can use */
+        if (p->cfg.elastic) left = ts_elastic(p, n, window_s, left);
+        left = ts_best_effort(p, p->order, n, window_s, left);
+    } else {
+        left = ts_best_effort(p, p->order, n, window_s, left);
+        if (p->cfg.elastic) left = ts_elastic(p, n, window_s, left);
+    }
+    if (left < 0 || left != ts_left(st, p->cand, n))
+        return ts_err(err, TS_ERR_INTERNAL, "GPU accounting: %d left, recount %d", left, ts_left(st, p->cand, n));
+
+    /* 6. Placement. */
+    memcpy(p->free_map, st->gpu_free, (size_t)p->n_words * sizeof *p->free_map);
+    int nl = 0;
+    for (int k = 0; k < n; k++)
+        if (p->cand[p->order[k]].degree && p->cand[p->order[k]].batch_leader < 0) p->order[nl++] = p->order[k];
+    int *placed = p->knap_of; /* scratch */
+    for (int k = 0; k < nl; k++) placed[k] = 0;
+    int32_t *gpu_of = p->gpus;
+    /* GPU lists per launch are written into the plan as placed; preserved
+     * ones first so that nobody else takes their GPUs. */
+    qsort(p->order, (size_t)nl, sizeof *p->order, ts_deg_desc_cmp);
+    for (int pass = (p->cfg.preserve ? 1 : 0); pass >= 0; pass--) {
+        for (int k = 0; k < nl; k++) {
+            if (placed[k]) continue;
+            TsCand *c = &p->cand[p->order[k]];
+            int rc = ts_place(p, st, c, pass, gpu_of);
+            if (rc < 0) return ts_err(err, TS_ERR_INTERNAL, "placement: no %d free GPUs", c->degree);
+            if (rc == 0) continue;
+            placed[k] = 1;
+            int64_t reqs[TS_MAX_BATCH];
+            int32_t nr = 0;
+            reqs[nr++] = c->i;
+            if (c->batch_n > 1)
+                for (int j = 0; j < n; j++)
+                    if (p->cand[j].batch_leader == p->order[k]) reqs[nr++] = p->cand[j].i;
+            ts_plan_add(plan, reqs, nr, c->q, c->degree, gpu_of);
+        }
+    }
+    return TS_OK;
+}
+
+static TsStatus ts_tetri_decide(void *self, const TsState *st, TsPlan *plan, TsErr *err) {
+    TsTetri *p = self;
+    double now = st->now_s;
+    int boundary = now >= p->next_round_s;
+    int any_ready = 0, any_pending = 0;
+    for (int64_t r = 0; r < st->n_pending; r++) {
+        TsReqState s = st->req[st->pending[r]].state;
+        any_ready |= s == TS_REQ_READY;
+        any_pending |= s != TS_REQ_DONE;
+    }
+    if (!boundary && p->next_round_s == INFINITY && any_ready) boundary = 1; /* idle system: open a round */
+    if (!boundary) {
+        plan->wakeup_s = p->next_round_s;
+        /* tetriplus: idle GPUs mid-round take work that fits before the boundary. */
+        if (p->plus && any_ready && st->n_free > 0 && p->next_round_s > now)
+            return ts_tetri_schedule(p, st, plan, p->next_round_s - now, 0, err);
+        return TS_OK;
+    }
+    plan->round = p->round++;
+    TsStatus rc = any_ready ? ts_tetri_schedule(p, st, plan, p->tau_s, 1, err) : TS_OK;
+    p->next_round_s = any_pending ? now + p->tau_s : INFINITY;
+    plan->wakeup_s = p->next_round_s;
+    return rc;
+}
+
+static double ts_tetri_round_s(const void *self) { return ((const TsTetri *)self)->tau_s; }
+
+static void ts_tetri_describe(const void *self, char *buf, size_t len) {
+    const TsTetri *p = self;
+    snprintf(buf, len, "round_s=%.6f round_steps=%d round_ms=%g preserve=%d elastic=%d batching=%d%s", p->tau_s,
+             p->cfg.round_steps, p->cfg.round_ms, p->cfg.preserve, p->cfg.elastic, p->cfg.batching,
+             p->plus ? " work_conserving=1 best_effort=last order=laxity" : " order=edf");
+}
+
+const TsPolicyOps ts_policy_tetriserve = {
+    "tetriserve", "the paper's round-based scheduler: min-GPU-time plans, survival knapsack, elastic scale-up",
+    ts_tetriserve_create, ts_tetri_decide, ts_tetri_round_s, ts_tetri_describe, ts_tetri_destroy,
+};
+
+const TsPolicyOps ts_policy_tetriplus = {
+    "tetriplus", "tetriserve + mid-round refill of idle GPUs, least-laxity order, best effort last",
+    ts_tetriplus_create, ts_tetri_decide, ts_tetri_round_s, ts_tetri_describe, ts_tetri_destroy,
+};

@@ -1,0 +1,65 @@
+/* ts_tetri.h - the building blocks of the TetriServe round scheduler
+ * (PAPER.md), exposed for tests and for the policies built on them
+ * (ts_pol_tetri.c). No MPI, CUDA or NCCL. */
+#ifndef TS_TETRI_H
+#define TS_TETRI_H
+
+#include <stdint.h>
+
+#include "ts_util.h"
+
+/* Step times of one resolution on the degrees worth using: ascending
+ * degree, strictly decreasing step time (a degree that is not faster than
+ * a smaller one costs more GPU time for nothing and is dropped). */
+#define TS_TETRI_MAX_DEG 16
+typedef struct TsDegreeSet {
+    int n;
+    int32_t degree[TS_TETRI_MAX_DEG];
+    double step_s[TS_TETRI_MAX_DEG];
+} TsDegreeSet;
+
+/* Build from parallel arrays (NAN entries skipped). */
+void ts_degree_set_build(TsDegreeSet *ds, const int32_t *degree, const double *step_s, int n);
+
+/* A per-request plan: at most 3 segments (steps, degree index in the set),
+ * highest degree first. */
+typedef struct TsAlloc {
+    int n;
+    int32_t idx[3];
+    int32_t steps[3];
+    double time_s;  /* sum of steps x T */
+    double gpu_s;   /* sum of steps x degree x T: what is minimised */
+} TsAlloc;
+
+/* Step 1 of the paper: the plan of least GPU time that runs `steps` steps
+ * within budget_s. Exact over every split across one, two or three
+ * degrees of the set (the LP optimum uses two; integrality can need a
+ * third). Returns 0 and fills *a, or -1 if even the fastest degree cannot
+ * make it (the request is hopeless). */
+int ts_tetri_min_alloc(const TsDegreeSet *ds, int32_t steps, double budget_s, TsAlloc *a);
+
+/* Step 4: group knapsack. n items, each with up to TS_KNAP_MAX_OPT options
+ * (width >= 1, value >= 0); "none" (width 0, value none_value[i]) is
+ * always allowed. Maximises the total value with total width <= cap; among
+ * optimal choices, the smallest total width; ties by item order. Writes
+ * choice[i] = option index or -1 (none). Returns the best value. */
+#define TS_KNAP_MAX_OPT 4
+typedef struct TsKnapItem {
+    int n_opt;
+    int32_t width[TS_KNAP_MAX_OPT];
+    int32_t value[TS_KNAP_MAX_OPT];
+    int32_t none_value;
+} TsKnapItem;
+
+typedef struct TsKnap {
+    int32_t *dp;      /* [cap + 1] */
+    int32_t *tmp;     /* [cap + 1] */
+    int8_t *choice;   /* [n_items x (cap + 1)] */
+    int64_t cap_dp, cap_choice;
+} TsKnap;
+
+void ts_knap_init(TsKnap *k);
+void ts_knap_free(TsKnap *k);
+int32_t ts_knap_solve(TsKnap *k, const TsKnapItem *items, int n, int32_t cap, int *choice);
+
+#endif
