@@ -276,8 +276,16 @@ TsStatus ts_engine_launch(TsState *st, const TsPlan *plan, int64_t k, int64_t ro
             prev->end = end;
             if (s < log->seg_dirty_from) log->seg_dirty_from = s;
         } else {
-            TsSegment seg = {q->id, q->steps_done, l->n_steps, l->degree, 0, now, end,
-                             round, batch_id};
+            TsSegment seg;
+            memset(&seg, 0, sizeof seg); /* padding too: logs compare bytewise */
+            seg.request_id = q->id;
+            seg.step_begin = q->steps_done;
+            seg.n_steps = l->n_steps;
+            seg.degree = l->degree;
+            seg.start = now;
+            seg.end = end;
+            seg.round = round;
+            seg.batch_id = batch_id;
             s = j == 0 ? ts_log_add_segment(log, &seg, gpus)
                        : ts_log_add_segment_shared(log, &seg, act->seg[0]);
         }

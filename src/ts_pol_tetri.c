@@ -61,7 +61,7 @@ typedef struct TsCand {
     double deadline_s, laxity_s;
     int cls;
     int n_opt;
-    TsOpt opt[3];
+    TsOpt opt[TS_TETRI_MAX_DEG];
     /* The decision: */
     int32_t degree, q, didx; /* degree 0: not scheduled */
     int batch_leader;        /* index in cands of its batch leader, -1 */

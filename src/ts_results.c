@@ -413,6 +413,37 @@ done:
     return st;
 }
 
+/* The /summary attributes into group g; returns the name of the attribute
+ * that failed, NULL on success. */
+static const char *ts_write_summary_attrs(hid_t g, const TsSummary *s) {
+    if (ts_attr_i64(g, "n_requests", s->n_requests) < 0) return "n_requests";
+    if (ts_attr_i64(g, "n_met", s->n_met) < 0) return "n_met";
+    if (ts_attr_i64(g, "n_finished", s->n_finished) < 0) return "n_finished";
+    const struct {
+        const char *name;
+        double v;
+    } dv[] = {
+        {"sar", s->sar},
+        {"latency_mean", s->latency_mean},
+        {"latency_p50", s->latency_p50},
+        {"latency_p90", s->latency_p90},
+        {"latency_p99", s->latency_p99},
+        {"gpu_busy_fraction", s->gpu_busy_fraction},
+        {"makespan", s->makespan},
+    };
+    for (size_t i = 0; i < sizeof dv / sizeof dv[0]; i++)
+        if (ts_attr_f64(g, dv[i].name, dv[i].v) < 0) return dv[i].name;
+    int n_res = s->n_res < 0 ? 0 : s->n_res > TS_SUMMARY_MAX_RES ? TS_SUMMARY_MAX_RES : s->n_res;
+    if (ts_attr_put(g, "res_width", H5T_STD_I32LE, H5T_NATIVE_INT32, n_res, s->res_width) < 0)
+        return "res_width";
+    if (ts_attr_put(g, "res_height", H5T_STD_I32LE, H5T_NATIVE_INT32, n_res, s->res_height) < 0)
+        return "res_height";
+    if (ts_attr_put(g, "res_n", H5T_STD_I64LE, H5T_NATIVE_INT64, n_res, s->res_n) < 0) return "res_n";
+    if (ts_attr_put(g, "res_met", H5T_STD_I64LE, H5T_NATIVE_INT64, n_res, s->res_met) < 0)
+        return "res_met";
+    return NULL;
+}
+
 TsStatus ts_results_finish(TsResultsFile *f, TsRunLog *log, const TsSummary *s, int complete,
                            TsErr *err) {
     TsStatus st = ts_results_flush(f, log, err);
@@ -431,37 +462,8 @@ TsStatus ts_results_finish(TsResultsFile *f, TsRunLog *log, const TsSummary *s, 
     else
         TS_H5_TRY(g = H5Gcreate2(file, "summary", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
                   "%s: cannot create /summary", f->path);
-    const char *what = "n_requests";
-    if (ts_attr_i64(g, "n_requests", s->n_requests) < 0) goto attr_fail;
-    what = "n_met";
-    if (ts_attr_i64(g, "n_met", s->n_met) < 0) goto attr_fail;
-    what = "n_finished";
-    if (ts_attr_i64(g, "n_finished", s->n_finished) < 0) goto attr_fail;
-    const struct {
-        const char *name;
-        double v;
-    } dv[] = {
-        {"sar", s->sar},
-        {"latency_mean", s->latency_mean},
-        {"latency_p50", s->latency_p50},
-        {"latency_p90", s->latency_p90},
-        {"latency_p99", s->latency_p99},
-        {"gpu_busy_fraction", s->gpu_busy_fraction},
-        {"makespan", s->makespan},
-    };
-    for (size_t i = 0; i < sizeof dv / sizeof dv[0]; i++) {
-        what = dv[i].name;
-        if (ts_attr_f64(g, dv[i].name, dv[i].v) < 0) goto attr_fail;
-    }
-    int n_res = s->n_res < 0 ? 0 : s->n_res > TS_SUMMARY_MAX_RES ? TS_SUMMARY_MAX_RES : s->n_res;
-    what = "res_width";
-    if (ts_attr_put(g, what, H5T_STD_I32LE, H5T_NATIVE_INT32, n_res, s->res_width) < 0) goto attr_fail;
-    what = "res_height";
-    if (ts_attr_put(g, what, H5T_STD_I32LE, H5T_NATIVE_INT32, n_res, s->res_height) < 0) goto attr_fail;
-    what = "res_n";
-    if (ts_attr_put(g, what, H5T_STD_I64LE, H5T_NATIVE_INT64, n_res, s->res_n) < 0) goto attr_fail;
-    what = "res_met";
-    if (ts_attr_put(g, what, H5T_STD_I64LE, H5T_NATIVE_INT64, n_res, s->res_met) < 0) goto attr_fail;
+    const char *what = ts_write_summary_attrs(g, s);
+    if (what) goto attr_fail;
     what = "complete";
     if (ts_attr_set_u8(file, "complete", complete ? 1 : 0) < 0) goto attr_fail;
     goto done;
@@ -470,6 +472,63 @@ attr_fail:
 done:
     ts_h5_close(g);
     return ts_h5_close_file(file, st, f->path, err);
+}
+
+TsStatus ts_results_write_group(const char *path, const char *group, const TsRunMeta *meta,
+                                const TsRunLog *log, const TsSummary *s, int complete,
+                                TsErr *err) {
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    TsStatus st = TS_OK;
+    hid_t file = H5I_INVALID_HID, g = H5I_INVALID_HID, sg = H5I_INVALID_HID,
+          lcpl = H5I_INVALID_HID, t = H5I_INVALID_HID, d = H5I_INVALID_HID;
+    char name[512];
+    const char *bad;
+    if ((file = ts_open_rw(path, err, &st)) < 0) return st;
+    TS_H5_TRY(lcpl = H5Pcreate(H5P_LINK_CREATE), "%s: cannot create a property list", path);
+    TS_H5_TRY(H5Pset_create_intermediate_group(lcpl, 1), "%s: cannot set a property", path);
+    TS_H5_TRY(g = H5Gcreate2(file, group, lcpl, H5P_DEFAULT, H5P_DEFAULT),
+              "%s: cannot create group %s", path, group);
+    if ((bad = ts_write_root_attrs(g, meta))) {
+        st = ts_h5_fail(err, "%s: cannot write attribute %s/%s", path, group, bad);
+        goto done;
+    }
+    static const char *const names[] = {"requests", "segments", "rounds"};
+    const void *rows[] = {log->req, log->seg, log->rounds};
+    const int64_t n_rows[] = {log->n_req, log->n_seg, log->n_rounds};
+    for (int i = 0; i < 3; i++) {
+        snprintf(name, sizeof name, "%s/%s", group, names[i]);
+        TS_H5_TRY(t = i == 0 ? TS_REQ_TYPE(1) : i == 1 ? TS_SEG_TYPE(1) : TS_ROUND_TYPE(1),
+                  "%s: cannot build the type of %s", path, name);
+        TS_H5_TRY(d = ts_dset_create(file, name, t), "%s: cannot create %s", path, name);
+        H5Dclose(d);
+        d = H5I_INVALID_HID;
+        H5Tclose(t);
+        TS_H5_TRY(t = i == 0 ? TS_REQ_TYPE(0) : i == 1 ? TS_SEG_TYPE(0) : TS_ROUND_TYPE(0),
+                  "%s: cannot build the type of %s", path, name);
+        if ((st = ts_dset_write_rows(file, path, name, t, rows[i], 0, n_rows[i], err))) goto done;
+        H5Tclose(t);
+        t = H5I_INVALID_HID;
+    }
+    snprintf(name, sizeof name, "%s/segment_gpus", group);
+    TS_H5_TRY(d = ts_dset_create(file, name, H5T_STD_I32LE), "%s: cannot create %s", path, name);
+    if ((st = ts_dset_write_rows(file, path, name, H5T_NATIVE_INT32, log->seg_gpus, 0,
+                                 log->n_seg_gpus, err)))
+        goto done;
+    TS_H5_TRY(sg = H5Gcreate2(g, "summary", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+              "%s: cannot create %s/summary", path, group);
+    if ((bad = ts_write_summary_attrs(sg, s))) {
+        st = ts_h5_fail(err, "%s: cannot write attribute %s/summary %s", path, group, bad);
+        goto done;
+    }
+    if (ts_attr_set_u8(g, "complete", complete ? 1 : 0) < 0)
+        st = ts_h5_fail(err, "%s: cannot write attribute %s complete", path, group);
+done:
+    ts_h5_close(d);
+    ts_h5_close(t);
+    ts_h5_close(sg);
+    ts_h5_close(g);
+    ts_h5_close(lcpl);
+    return ts_h5_close_file(file, st, path, err);
 }
 
 void ts_results_close(TsResultsFile *f) {

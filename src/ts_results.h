@@ -24,6 +24,14 @@ TsStatus ts_results_finish(TsResultsFile *f, TsRunLog *log, const TsSummary *s, 
                            TsErr *err);
 void ts_results_close(TsResultsFile *f);
 
+/* Write a whole finished run into a new group `group` (e.g. "/scenarios/17",
+ * parents created) of the existing HDF5 file `path`: the results-file
+ * layout (attributes, requests, segments, segment_gpus, rounds, summary)
+ * inside a group. Used by `sweep --keep-scenarios`. */
+TsStatus ts_results_write_group(const char *path, const char *group, const TsRunMeta *meta,
+                                const TsRunLog *log, const TsSummary *s, int complete,
+                                TsErr *err);
+
 /* The `tetriserve report F.h5` verb. */
 int ts_cmd_report(int argc, char **argv);
 

@@ -46,60 +46,83 @@ static int32_t ts_least_fast(double Ts, double Tf, int32_t R, double B, int32_t 
     return x <= hi ? x : -1;
 }
 
-static void ts_alloc_consider(TsAlloc *best, const TsDegreeSet *ds, int n, const int *idx,
-                              const int32_t *steps) {
+static void ts_alloc_consider(TsAlloc *best, const TsDegreeSet *ds, const int32_t *x) {
     double time = 0, gpu = 0;
-    for (int i = 0; i < n; i++) {
-        time += (double)steps[i] * ds->step_s[idx[i]];
-        gpu += (double)steps[i] * (double)ds->degree[idx[i]] * ds->step_s[idx[i]];
+    int n = 0;
+    for (int i = 0; i < ds->n; i++) {
+        time += (double)x[i] * ds->step_s[i];
+        gpu += (double)x[i] * (double)ds->degree[i] * ds->step_s[i];
+        n += x[i] > 0;
     }
-    /* Strictly better GPU time (beyond rounding), else fewer segments. */
+    /* Strictly less GPU time (beyond rounding), else fewer segments. */
     if (best->n && !(gpu < best->gpu_s - 1e-12 * (1 + gpu) || (gpu <= best->gpu_s + 1e-12 * (1 + gpu) && n < best->n)))
         return;
-    /* Highest degree first: progress is front-loaded. */
-    best->n = 0;
-    for (int i = n - 1; i >= 0; i--) {
-        best->idx[best->n] = idx[i];
-        best->steps[best->n] = steps[i];
-        best->n++;
-    }
+    best->n = 0; /* highest degree first: progress is front-loaded */
+    for (int i = ds->n - 1; i >= 0; i--)
+        if (x[i] > 0) {
+            best->idx[best->n] = i;
+            best->steps[best->n] = x[i];
+            best->n++;
+        }
     best->time_s = time;
     best->gpu_s = gpu;
+}
+
+/* Exhaustive search: counts of degrees d.. (d < n-2) enumerated, the last
+ * two (the fastest) split in closed form. Pruned when the cost so far plus
+ * the cheapest possible cost of the steps left cannot beat the best. */
+static void ts_alloc_search(const TsDegreeSet *ds, int d, int32_t R, double B, double gpu_acc,
+                            int32_t *x, TsAlloc *best) {
+    int n = ds->n;
+    double cmin = (double)ds->degree[d] * ds->step_s[d]; /* cost ascends with index */
+    if (best->n && gpu_acc + (double)R * cmin > best->gpu_s + 1e-12 * (1 + best->gpu_s)) return;
+    if (d == n - 1) {
+        if ((double)R * ds->step_s[d] > B + TS_EPS_S) return;
+        x[d] = R;
+        ts_alloc_consider(best, ds, x);
+        x[d] = 0;
+        return;
+    }
+    if (d == n - 2) {
+        int32_t f = ts_least_fast(ds->step_s[d], ds->step_s[d + 1], R, B, 0, R);
+        if (f < 0) return;
+        x[d] = R - f;
+        x[d + 1] = f;
+        ts_alloc_consider(best, ds, x);
+        x[d] = x[d + 1] = 0;
+        return;
+    }
+    for (int32_t k = 0; k <= R; k++) {
+        x[d] = k;
+        ts_alloc_search(ds, d + 1, R - k, B - (double)k * ds->step_s[d], gpu_acc + (double)k * cmin, x, best);
+    }
+    x[d] = 0;
 }
 
 int ts_tetri_min_alloc(const TsDegreeSet *ds, int32_t R, double B, TsAlloc *a) {
     memset(a, 0, sizeof *a);
     if (R <= 0) return 0;
     int n = ds->n;
-    /* Indices ascend in degree, so step time descends: i < j => T_i > T_j. */
+    /* Indices ascend in degree, step time descends, cost ascends. */
     if (n == 0 || (double)R * ds->step_s[n - 1] > B + TS_EPS_S) return -1;
-    for (int i = 0; i < n; i++) {
-        if ((double)R * ds->step_s[i] > B + TS_EPS_S) continue;
-        int idx[1] = {i};
-        int32_t st[1] = {R};
-        ts_alloc_consider(a, ds, 1, idx, st);
-        break; /* cost ascends with degree on the set: the first feasible is best */
-    }
+    int32_t x[TS_TETRI_MAX_DEG] = {0};
+    /* A good incumbent first (the paper's pairs of degrees), so that the
+     * exhaustive search prunes nearly everything. */
     for (int s = 0; s < n; s++)
         for (int f = s + 1; f < n; f++) {
-            int32_t x = ts_least_fast(ds->step_s[s], ds->step_s[f], R, B, 1, R - 1);
-            if (x < 0) continue;
-            int idx[2] = {s, f};
-            int32_t st[2] = {R - x, x};
-            ts_alloc_consider(a, ds, 2, idx, st);
+            int32_t k = ts_least_fast(ds->step_s[s], ds->step_s[f], R, B, 0, R);
+            if (k < 0) continue;
+            x[s] = R - k;
+            x[f] = k;
+            ts_alloc_consider(a, ds, x);
+            x[s] = x[f] = 0;
         }
-    for (int s = 0; s < n; s++)
-        for (int m = s + 1; m < n; m++)
-            for (int f = m + 1; f < n; f++)
-                for (int32_t xm = 1; xm <= R - 2; xm++) {
-                    int32_t R2 = R - xm;
-                    double B2 = B - (double)xm * ds->step_s[m];
-                    int32_t x = ts_least_fast(ds->step_s[s], ds->step_s[f], R2, B2, 1, R2 - 1);
-                    if (x < 0) continue;
-                    int idx[3] = {s, m, f};
-                    int32_t st[3] = {R2 - x, xm, x};
-                    ts_alloc_consider(a, ds, 3, idx, st);
-                }
+    if (n == 1) {
+        x[0] = R;
+        ts_alloc_consider(a, ds, x);
+        x[0] = 0;
+    }
+    ts_alloc_search(ds, 0, R, B, 0.0, x, a);
     return a->n ? 0 : -1;
 }
 

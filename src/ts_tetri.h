@@ -21,20 +21,20 @@ typedef struct TsDegreeSet {
 /* Build from parallel arrays (NAN entries skipped). */
 void ts_degree_set_build(TsDegreeSet *ds, const int32_t *degree, const double *step_s, int n);
 
-/* A per-request plan: at most 3 segments (steps, degree index in the set),
- * highest degree first. */
+/* A per-request plan: segments (steps, degree index in the set), highest
+ * degree first. */
 typedef struct TsAlloc {
     int n;
-    int32_t idx[3];
-    int32_t steps[3];
+    int32_t idx[TS_TETRI_MAX_DEG];
+    int32_t steps[TS_TETRI_MAX_DEG];
     double time_s;  /* sum of steps x T */
     double gpu_s;   /* sum of steps x degree x T: what is minimised */
 } TsAlloc;
 
 /* Step 1 of the paper: the plan of least GPU time that runs `steps` steps
- * within budget_s. Exact over every split across one, two or three
- * degrees of the set (the LP optimum uses two; integrality can need a
- * third). Returns 0 and fills *a, or -1 if even the fastest degree cannot
+ * within budget_s. Exact over every split of the steps across the degrees
+ * of the set: the paper's pairs of degrees as the incumbent (the LP optimum
+ * uses two), then a pruned exhaustive search (integrality can need more). Returns 0 and fills *a, or -1 if even the fastest degree cannot
  * make it (the request is hopeless). */
 int ts_tetri_min_alloc(const TsDegreeSet *ds, int32_t steps, double budget_s, TsAlloc *a);
 

@@ -1,0 +1,216 @@
+/* test_tetri.c - the TetriServe scheduler's building blocks against brute
+ * force, and the policies' schedules against the invariants.
+ *  - ts_tetri_min_alloc vs every split of the steps over the degrees;
+ *  - ts_knap_solve vs exhaustive search (up to 6 requests, 8 GPUs);
+ *  - tetriserve / tetriplus (with batching) on a real profile: SPEC.md
+ *    validity, no GPU twice, steps once and in order, determinism. */
+#include "ts_test.h"
+
+#include <math.h>
+
+#include "ts_check.h"
+#include "ts_scenario.h"
+#include "ts_sim.h"
+#include "ts_tetri.h"
+
+static double urand(void) { return (double)rand() / RAND_MAX; }
+
+/* Random step times for degrees 1, 2, 4, 8: roughly T1/k^a with noise, so
+ * that some degrees are dominated and the (T, kT) points are not convex. */
+static int random_degrees(int32_t *deg, double *T) {
+    int n = 2 + rand() % 3;
+    double t1 = 0.01 + urand();
+    for (int d = 0; d < n; d++) {
+        deg[d] = 1 << d;
+        T[d] = t1 / pow(deg[d], 0.3 + 0.7 * urand()) * (0.9 + 0.2 * urand());
+    }
+    return n;
+}
+
+/* Least GPU time over every (x_0, ..., x_{n-1}) with sum x = R and time
+ * <= B, over the raw degrees (dominated ones included). */
+static double brute_min_gpu(const int32_t *deg, const double *T, int n, int32_t R, double B, int32_t *x, int d, double t_acc, double g_acc) {
+    if (d == n - 1) {
+        x[d] = R;
+        double t = t_acc + R * T[d], g = g_acc + R * deg[d] * T[d];
+        return t <= B + 1e-9 ? g : INFINITY;
+    }
+    double best = INFINITY;
+    for (int32_t k = 0; k <= R; k++) {
+        x[d] = k;
+        double v = brute_min_gpu(deg, T, n, R - k, B, x, d + 1, t_acc + k * T[d], g_acc + k * deg[d] * T[d]);
+        if (v < best) best = v;
+    }
+    return best;
+}
+
+static void test_min_alloc_vs_brute_force(void **state) {
+    (void)state;
+    srand(7);
+    int feasible = 0, infeasible = 0, split = 0;
+    for (int it = 0; it < 5000; it++) {
+        int32_t deg[4];
+        double T[4];
+        int n = random_degrees(deg, T);
+        int32_t R = 1 + rand() % 30;
+        double fastest = INFINITY;
+        for (int d = 0; d < n; d++) fastest = fmin(fastest, T[d]);
+        double B = R * fastest * (0.8 + 2.5 * urand());
+        int32_t x[4];
+        double want = brute_min_gpu(deg, T, n, R, B, x, 0, 0, 0);
+        TsDegreeSet ds;
+        ts_degree_set_build(&ds, deg, T, n);
+        TsAlloc a;
+        int rc = ts_tetri_min_alloc(&ds, R, B, &a);
+        if (isinf(want)) {
+            assert_int_equal(rc, -1);
+            infeasible++;
+            continue;
+        }
+        if (rc != 0) fail_msg("case %d: feasible (%.6f GPU-s) but min_alloc says hopeless", it, want);
+        int32_t steps = 0;
+        for (int m = 0; m < a.n; m++) steps += a.steps[m];
+        assert_int_equal(steps, R);
+        assert_true(a.time_s <= B + 1e-9);
+        if (fabs(a.gpu_s - want) > 1e-9 * (1 + want))
+            fail_msg("case %d (R=%d, B=%.6f): min_alloc %.9f GPU-s, brute force %.9f", it, R, B, a.gpu_s, want);
+        feasible++;
+        split += a.n > 1;
+    }
+    print_message("min_alloc: %d feasible (%d split over degrees), %d hopeless, all optimal\n", feasible, split, infeasible);
+    assert_true(feasible > 1000 && infeasible > 100 && split > 300);
+}
+
+/* The paper's shape: two adjacent degrees that just meet the deadline. */
+static void test_min_alloc_paper_case(void **state) {
+    (void)state;
+    int32_t deg[4] = {1, 2, 4, 8};
+    double T[4] = {0.76, 0.442, 0.247, 0.143}; /* FLUX 2048 px, s/step */
+    TsDegreeSet ds;
+    ts_degree_set_build(&ds, deg, T, 4);
+    TsAlloc a;
+    assert_int_equal(ts_tetri_min_alloc(&ds, 28, 5.0, &a), 0);
+    /* x at k=8, 28-x at k=4: 0.143x + 0.247(28-x) <= 5 -> x >= 18.42 -> 19. */
+    assert_int_equal(a.n, 2);
+    assert_int_equal(ds.degree[a.idx[0]], 8);
+    assert_int_equal(a.steps[0], 19);
+    assert_int_equal(ds.degree[a.idx[1]], 4);
+    assert_int_equal(a.steps[1], 9);
+    assert_int_equal(ts_tetri_min_alloc(&ds, 28, 28 * 0.76, &a), 0); /* all at k=1 */
+    assert_int_equal(a.n, 1);
+    assert_int_equal(ds.degree[a.idx[0]], 1);
+    assert_int_equal(ts_tetri_min_alloc(&ds, 28, 28 * 0.143 - 0.01, &a), -1);
+}
+
+static int32_t brute_knap(const TsKnapItem *items, int n, int32_t cap, int i, int32_t *min_w, int32_t w_acc) {
+    if (i == n) {
+        *min_w = w_acc;
+        return 0;
+    }
+    int32_t mw, best = items[i].none_value + brute_knap(items, n, cap, i + 1, &mw, w_acc), best_w = mw;
+    for (int o = 0; o < items[i].n_opt; o++) {
+        if (w_acc + items[i].width[o] > cap) continue;
+        int32_t v = items[i].value[o] + brute_knap(items, n, cap, i + 1, &mw, w_acc + items[i].width[o]);
+        if (v > best || (v == best && mw < best_w)) best = v, best_w = mw;
+    }
+    *min_w = best_w;
+    return best;
+}
+
+static void test_knapsack_vs_exhaustive(void **state) {
+    (void)state;
+    srand(11);
+    TsKnap k;
+    ts_knap_init(&k);
+    for (int it = 0; it < 5000; it++) {
+        int n = 1 + rand() % 6;
+        int32_t cap = rand() % 9;
+        TsKnapItem items[6];
+        for (int i = 0; i < n; i++) {
+            items[i].n_opt = rand() % 4;
+            items[i].none_value = rand() % 4 == 0;
+            for (int o = 0; o < items[i].n_opt; o++) {
+                items[i].width[o] = 1 << (rand() % 4);
+                items[i].value[o] = rand() % 2 + items[i].none_value; /* running never hurts */
+            }
+        }
+        int choice[6];
+        int32_t got = ts_knap_solve(&k, items, n, cap, choice);
+        int32_t min_w, want = brute_knap(items, n, cap, 0, &min_w, 0);
+        if (got != want) fail_msg("case %d: knapsack %d survivors, exhaustive %d", it, got, want);
+        /* The choice is feasible, achieves the value, with the least width. */
+        int32_t v = 0, w = 0;
+        for (int i = 0; i < n; i++) {
+            if (choice[i] < 0) v += items[i].none_value;
+            else v += items[i].value[choice[i]], w += items[i].width[choice[i]];
+        }
+        assert_int_equal(v, want);
+        assert_true(w <= cap);
+        assert_int_equal(w, min_w);
+    }
+    ts_knap_free(&k);
+}
+
+/* Both round policies on the bundled profile (with batch rows) and a busy
+ * generated trace: every invariant, every ablation switch, determinism. */
+static void test_round_policies_invariants(void **state) {
+    (void)state;
+    TsProfile prof;
+    TsErr err;
+    if (ts_profile_load("profiles/flux1-dev_h100x8.csv", &prof, &err)) fail_msg("%s", err.msg);
+    TsTraceGenArgs ga = {.n = 4000, .rate_per_min = 40, .steps = 28, .arrival = TS_ARRIVAL_GAMMA, .gamma_cv = 2.0, .seed = 5};
+    assert_int_equal(ts_mix_parse("256:3,512:2,1024:1,2048:1", &ga.mix, &err), TS_OK);
+    TsTrace t;
+    assert_int_equal(ts_trace_generate(&ga, &t, &err), TS_OK);
+    int *res_of = calloc((size_t)t.n, sizeof *res_of);
+    TsCostModel cm;
+    assert_int_equal(ts_cost_build(&cm, &prof, &t, 16, res_of, &err), TS_OK);
+    const char *names[2] = {"tetriserve", "tetriplus"};
+    int batched_somewhere = 0;
+    for (int p = 0; p < 2; p++)
+        for (int variant = 0; variant < 4; variant++) {
+            TsPolicyConfig pc;
+            ts_policy_config_default(&pc);
+            if (variant == 1) pc.preserve = 0;
+            if (variant == 2) pc.elastic = 0;
+            if (variant == 3) pc.batching = 0, pc.round_steps = 2;
+            TsRunLog a, b;
+            for (int rep = 0; rep < 2; rep++) {
+                TsRunLog *log = rep ? &b : &a;
+                TsSim sim;
+                TsEngineConfig ec = {16, 8, 1.2};
+                ts_log_init(log, t.n);
+                if (ts_sim_init(&sim, &t, &cm, res_of, &ec, ts_policy_find(names[p]), &pc, log, &err) || ts_sim_run(&sim, &err))
+                    fail_msg("%s variant %d: %s", names[p], variant, err.msg);
+                ts_sim_free(&sim);
+            }
+            if (ts_check_log(&a, 16, &cm, res_of, &err)) fail_msg("%s variant %d: %s", names[p], variant, err.msg);
+            assert_true(a.n_rounds > 0);
+            for (int64_t s = 0; s < a.n_seg; s++) batched_somewhere |= a.seg[s].batch_id >= 0 && variant != 3;
+            for (int64_t s = 0; s < a.n_seg && variant == 3; s++) assert_true(a.seg[s].batch_id < 0);
+            TsSummary sum;
+            ts_summary_compute(&a, 16, &sum);
+            assert_true(sum.sar > 0.3);
+            assert_int_equal(a.n_seg, b.n_seg);
+            assert_memory_equal(a.req, b.req, (size_t)t.n * sizeof *a.req);
+            assert_memory_equal(a.seg, b.seg, (size_t)a.n_seg * sizeof *a.seg);
+            assert_memory_equal(a.seg_gpus, b.seg_gpus, (size_t)a.n_seg_gpus * sizeof *a.seg_gpus);
+            ts_log_free(&a);
+            ts_log_free(&b);
+        }
+    assert_true(batched_somewhere);
+    ts_cost_free(&cm);
+    free(res_of);
+    ts_trace_free(&t);
+    ts_profile_free(&prof);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_min_alloc_vs_brute_force),
+        cmocka_unit_test(test_min_alloc_paper_case),
+        cmocka_unit_test(test_knapsack_vs_exhaustive),
+        cmocka_unit_test(test_round_policies_invariants),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
