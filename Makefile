@@ -124,8 +124,14 @@ $(BUILD)/tests/%: $(BUILD)/tests/%.o $(LIB)
 test: $(BIN) $(TEST_BINS)
 	$(Q)TS_BIN=$(abspath $(BIN)) TS_BUILD=$(BUILD) ./tests/run.sh $(TEST_BINS)
 
-bench: $(BIN)
-	$(Q)./scripts/bench.sh
+BENCH_BINS := $(BUILD)/tests/bench_decide
+
+$(BUILD)/tests/bench_%: $(BUILD)/tests/bench_%.o $(LIB)
+	$(E) LINK $@
+	$(Q)$(MPICC) $(LDFLAGS_ALL) $< $(LIB) $(LIBS) -o $@
+
+bench: $(BIN) $(BENCH_BINS)
+	$(Q)TS_BUILD=$(BUILD) ./scripts/bench.sh
 
 clean:
 	rm -rf build build-san tetriserve

@@ -48,6 +48,9 @@ for rep in 1 2 3; do
 done
 printf 'main job wall time: %.3f s\n' "$best"
 
+echo
+for p in tetriserve tetriplus; do "${TS_BUILD:-build}/tests/bench_decide" $p; echo; done
+
 for extra in scripts/bench_*.sh; do
     [ -x "$extra" ] || continue
     echo

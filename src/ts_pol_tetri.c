@@ -47,6 +47,7 @@
 #include "ts_tetri.h"
 
 enum { TS_CLS_HOPELESS = 0, TS_CLS_NEEDS_RUN, TS_CLS_SLACK };
+#define TS_MAX_CURSOR 64
 
 typedef struct TsOpt {
     int32_t didx; /* index in the resolution's degree set */
@@ -92,6 +93,8 @@ typedef struct TsTetri {
     TsKnap knap;
     uint64_t *free_map;
     int64_t n_words;
+    int32_t cursor[TS_MAX_CURSOR + 1]; /* placement: aligned-block search per size */
+    int32_t lowest_free;               /* placement: no free GPU below this */
     int32_t *gpus;
 } TsTetri;
 
@@ -362,10 +365,14 @@ static int32_t ts_batch(TsTetri *p, const int *order, int n, double now, double 
 /* Elastic scale-up: idle GPUs raise scheduled requests to their next
  * faster degree, the largest relative step-time gain first. */
 static int32_t ts_elastic(TsTetri *p, int n, double window_s, int32_t left) {
-    for (;;) {
+    int *sched = p->knap_of, ns = 0; /* scratch: the scheduled candidates */
+    for (int k = 0; k < n; k++)
+        if (p->cand[k].degree) sched[ns++] = k;
+    while (left > 0) {
         int best = -1;
         double best_gain = 0;
-        for (int k = 0; k < n; k++) {
+        for (int j = 0; j < ns; j++) {
+            int k = sched[j];
             TsCand *c = &p->cand[k];
             if (!c->degree || c->best_effort || c->batch_n || c->batch_leader >= 0) continue;
             const TsDegreeSet *ds = &p->ds[c->res];
@@ -382,6 +389,7 @@ static int32_t ts_elastic(TsTetri *p, int n, double window_s, int32_t left) {
         int32_t q = ts_round_steps(window_s, ds->step_s[c->didx + 1], c->R);
         ts_cand_set(p, c, c->didx + 1, q > c->q ? q : c->q);
     }
+    return left;
 }
 
 /* Best effort: at most one GPU each for hopeless requests, at least one
@@ -417,7 +425,11 @@ static int ts_place(TsTetri *p, const TsState *st, const TsCand *c, int preserve
         return 1;
     }
     int32_t gpn = st->gpus_per_node;
-    for (int32_t base = 0; base + k <= st->n_gpus; base += k) {
+    /* Blocks below the cursor of size k were found taken, and GPUs are only
+     * ever claimed here, so the search for size k resumes there. */
+    int32_t *cursor = k <= TS_MAX_CURSOR ? &p->cursor[k] : NULL;
+    for (int32_t base = cursor ? *cursor : 0; base + k <= st->n_gpus; base += k) {
+        if (cursor) *cursor = base;
         if (base / gpn != (base + k - 1) / gpn) continue;
         int ok = 1;
         for (int32_t a = 0; a < k && ok; a++) ok = ts_free_test(p->free_map, base + a);
@@ -428,8 +440,10 @@ static int ts_place(TsTetri *p, const TsState *st, const TsCand *c, int preserve
         }
         return 1;
     }
+    if (cursor) *cursor = st->n_gpus;
+    while (p->lowest_free < st->n_gpus && !ts_free_test(p->free_map, p->lowest_free)) p->lowest_free++;
     int32_t got = 0;
-    for (int32_t g = 0; g < st->n_gpus && got < k; g++)
+    for (int32_t g = p->lowest_free; g < st->n_gpus && got < k; g++)
         if (ts_free_test(p->free_map, g)) out[got++] = g;
     if (got < k) return -1;
     for (int32_t a = 0; a < k; a++) ts_free_clear(p->free_map, out[a]);
@@ -459,7 +473,7 @@ static TsStatus ts_tetri_schedule(TsTetri *p, const TsState *st, TsPlan *plan, d
     if (n > p->cap_items) {
         int64_t cap = p->cap_items;
         TS_GROW(p->items, cap, n);
-        p->order = ts_xrealloc(p->order, (size_t)cap * sizeof *p->order);
+        p->order = ts_xrealloc(p->order, (size_t)(2 * cap) * sizeof *p->order); /* + scratch */
         p->knap_of = ts_xrealloc(p->knap_of, (size_t)cap * sizeof *p->knap_of);
         p->choice = ts_xrealloc(p->choice, (size_t)cap * sizeof *p->choice);
         p->cap_items = cap;
@@ -490,7 +504,8 @@ static TsStatus ts_tetri_schedule(TsTetri *p, const TsState *st, TsPlan *plan, d
             m++;
         }
         if (m) {
-            ts_knap_solve(&p->knap, p->items, m, left, p->choice);
+            /* Unit values: exactly the knapsack optimum (ts_tetri.h). */
+            ts_knap_unit_solve(p->items, m, left, p->choice, p->order + n);
             for (int j = 0; j < m; j++) {
                 if (p->choice[j] < 0) continue;
                 TsCand *c = &p->cand[p->knap_of[j]];
@@ -526,6 +541,8 @@ static TsStatus ts_tetri_schedule(TsTetri *p, const TsState *st, TsPlan *plan, d
 
     /* 6. Placement. */
     memcpy(p->free_map, st->gpu_free, (size_t)p->n_words * sizeof *p->free_map);
+    memset(p->cursor, 0, sizeof p->cursor);
+    p->lowest_free = 0;
     int nl = 0;
     for (int k = 0; k < n; k++)
         if (p->cand[p->order[k]].degree && p->cand[p->order[k]].batch_leader < 0) p->order[nl++] = p->order[k];

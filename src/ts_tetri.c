@@ -68,16 +68,36 @@ static void ts_alloc_consider(TsAlloc *best, const TsDegreeSet *ds, const int32_
     best->gpu_s = gpu;
 }
 
+/* Lower bound: the LP relaxation over degrees d.. (steps may be split
+ * fractionally; the optimum uses at most two degrees). INFINITY if even
+ * the fastest cannot make it. */
+static double ts_alloc_lp_bound(const TsDegreeSet *ds, int d, int32_t R, double B) {
+    int n = ds->n;
+    if ((double)R * ds->step_s[n - 1] > B + TS_EPS_S) return INFINITY;
+    double c0 = (double)ds->degree[d] * ds->step_s[d];
+    if ((double)R * ds->step_s[d] <= B + TS_EPS_S) return (double)R * c0;
+    double best = INFINITY;
+    for (int s = d; s < n; s++)
+        for (int f = s + 1; f < n; f++) {
+            double Ts = ds->step_s[s], Tf = ds->step_s[f];
+            double xf = ((double)R * Ts - B) / (Ts - Tf);
+            if (xf < 0) xf = 0;
+            if (xf > (double)R) continue;
+            double cost = ((double)R - xf) * (double)ds->degree[s] * Ts + xf * (double)ds->degree[f] * Tf;
+            if (cost < best) best = cost;
+        }
+    return best;
+}
+
 /* Exhaustive search: counts of degrees d.. (d < n-2) enumerated, the last
- * two (the fastest) split in closed form. Pruned when the cost so far plus
- * the cheapest possible cost of the steps left cannot beat the best. */
+ * two (the fastest) split in closed form; a branch is cut when the cost so
+ * far plus the LP bound of what is left cannot beat the incumbent. */
 static void ts_alloc_search(const TsDegreeSet *ds, int d, int32_t R, double B, double gpu_acc,
                             int32_t *x, TsAlloc *best) {
     int n = ds->n;
-    double cmin = (double)ds->degree[d] * ds->step_s[d]; /* cost ascends with index */
-    if (best->n && gpu_acc + (double)R * cmin > best->gpu_s + 1e-12 * (1 + best->gpu_s)) return;
+    double lb = ts_alloc_lp_bound(ds, d, R, B);
+    if (isinf(lb) || (best->n && gpu_acc + lb > best->gpu_s - 1e-12 * (1 + best->gpu_s))) return;
     if (d == n - 1) {
-        if ((double)R * ds->step_s[d] > B + TS_EPS_S) return;
         x[d] = R;
         ts_alloc_consider(best, ds, x);
         x[d] = 0;
@@ -92,9 +112,10 @@ static void ts_alloc_search(const TsDegreeSet *ds, int d, int32_t R, double B, d
         x[d] = x[d + 1] = 0;
         return;
     }
+    double c = (double)ds->degree[d] * ds->step_s[d];
     for (int32_t k = 0; k <= R; k++) {
         x[d] = k;
-        ts_alloc_search(ds, d + 1, R - k, B - (double)k * ds->step_s[d], gpu_acc + (double)k * cmin, x, best);
+        ts_alloc_search(ds, d + 1, R - k, B - (double)k * ds->step_s[d], gpu_acc + (double)k * c, x, best);
     }
     x[d] = 0;
 }
@@ -106,6 +127,11 @@ int ts_tetri_min_alloc(const TsDegreeSet *ds, int32_t R, double B, TsAlloc *a) {
     /* Indices ascend in degree, step time descends, cost ascends. */
     if (n == 0 || (double)R * ds->step_s[n - 1] > B + TS_EPS_S) return -1;
     int32_t x[TS_TETRI_MAX_DEG] = {0};
+    if ((double)R * ds->step_s[0] <= B + TS_EPS_S) { /* the cheapest degree fits alone */
+        x[0] = R;
+        ts_alloc_consider(a, ds, x);
+        return 0;
+    }
     /* A good incumbent first (the paper's pairs of degrees), so that the
      * exhaustive search prunes nearly everything. */
     for (int s = 0; s < n; s++)
@@ -180,4 +206,39 @@ int32_t ts_knap_solve(TsKnap *k, const TsKnapItem *items, int n, int32_t cap, in
         if (o >= 0) c -= items[i].width[o];
     }
     return best;
+}
+
+/* Sort key: (narrowest width, item index) packed for qsort. */
+static const TsKnapItem *ts_unit_items;
+static int32_t ts_unit_narrowest(const TsKnapItem *it, int *opt) {
+    int32_t w = INT32_MAX;
+    for (int o = 0; o < it->n_opt; o++)
+        if (it->width[o] < w) w = it->width[o], *opt = o;
+    return w;
+}
+static int ts_unit_cmp(const void *a, const void *b) {
+    int i = *(const int *)a, j = *(const int *)b, oi = 0, oj = 0;
+    int32_t wi = ts_unit_narrowest(&ts_unit_items[i], &oi), wj = ts_unit_narrowest(&ts_unit_items[j], &oj);
+    if (wi != wj) return wi < wj ? -1 : 1;
+    return (i > j) - (i < j);
+}
+
+int32_t ts_knap_unit_solve(const TsKnapItem *items, int n, int32_t cap, int *choice, int *scratch) {
+    int m = 0;
+    for (int i = 0; i < n; i++) {
+        choice[i] = -1;
+        if (items[i].n_opt) scratch[m++] = i;
+    }
+    ts_unit_items = items;
+    qsort(scratch, (size_t)m, sizeof *scratch, ts_unit_cmp);
+    int32_t count = 0;
+    for (int k = 0; k < m; k++) {
+        int o = 0;
+        int32_t w = ts_unit_narrowest(&items[scratch[k]], &o);
+        if (w > cap) break; /* sorted: nothing later fits either */
+        cap -= w;
+        choice[scratch[k]] = o;
+        count++;
+    }
+    return count;
 }

@@ -67,5 +67,21 @@ for v in simulate compare trace-gen report; do
     if "$bin" $v --help >"$tmp/stdout" 2>&1 && grep -q usage "$tmp/stdout"; then echo "ok   $v --help"; else echo "FAIL $v --help"; fails=$((fails + 1)); fi
 done
 
+# Every policy's results file validates against SPEC.md (scripts/check_results.py).
+if /usr/bin/python3 -c 'import h5py, numpy' 2>/dev/null; then
+    for p in $("$bin" simulate --help | sed -n 's/.*--policy P *one of: //p' | tr -d ','); do
+        for tr in traces/uniform.csv traces/skewed.csv; do
+            "$bin" simulate --trace $tr --profile "$prof" --gpus 8 --policy $p --slo-scale 1.2 --out "$tmp/$p.h5" --quiet
+            if /usr/bin/python3 scripts/check_results.py "$tmp/$p.h5" >"$tmp/check" 2>&1; then
+                echo "ok   $p on $tr validates: $(cat "$tmp/check")"
+            else
+                echo "FAIL $p on $tr:"; sed 's/^/    /' "$tmp/check"; fails=$((fails + 1))
+            fi
+        done
+    done
+else
+    echo "skip: /usr/bin/python3 lacks h5py/numpy (apt-get install python3-h5py)"
+fi
+
 echo "test_cli: $fails failures"
 [ $fails -eq 0 ]

@@ -151,6 +151,37 @@ static void test_knapsack_vs_exhaustive(void **state) {
     ts_knap_free(&k);
 }
 
+/* The unit-value knapsack the scheduler solves: greedy == DP optimum. */
+static void test_unit_knapsack_matches_dp(void **state) {
+    (void)state;
+    srand(13);
+    TsKnap k;
+    ts_knap_init(&k);
+    for (int it = 0; it < 5000; it++) {
+        int n = 1 + rand() % 40;
+        int32_t cap = rand() % 70;
+        TsKnapItem items[40];
+        for (int i = 0; i < n; i++) {
+            items[i].n_opt = rand() % 3;
+            items[i].none_value = 0;
+            for (int o = 0; o < items[i].n_opt; o++) items[i].width[o] = 1 << (rand() % 4), items[i].value[o] = 1;
+        }
+        int c1[40], c2[40], scratch[40];
+        int32_t dp = ts_knap_solve(&k, items, n, cap, c1);
+        int32_t greedy = ts_knap_unit_solve(items, n, cap, c2, scratch);
+        assert_int_equal(dp, greedy);
+        int32_t w1 = 0, w2 = 0, v2 = 0;
+        for (int i = 0; i < n; i++) {
+            if (c1[i] >= 0) w1 += items[i].width[c1[i]];
+            if (c2[i] >= 0) w2 += items[i].width[c2[i]], v2++;
+        }
+        assert_int_equal(v2, greedy);
+        assert_int_equal(w1, w2); /* the same least total width */
+        assert_true(w2 <= cap);
+    }
+    ts_knap_free(&k);
+}
+
 /* Both round policies on the bundled profile (with batch rows) and a busy
  * generated trace: every invariant, every ablation switch, determinism. */
 static void test_round_policies_invariants(void **state) {
@@ -210,6 +241,7 @@ int main(void) {
         cmocka_unit_test(test_min_alloc_vs_brute_force),
         cmocka_unit_test(test_min_alloc_paper_case),
         cmocka_unit_test(test_knapsack_vs_exhaustive),
+        cmocka_unit_test(test_unit_knapsack_matches_dp),
         cmocka_unit_test(test_round_policies_invariants),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
