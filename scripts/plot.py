@@ -581,8 +581,9 @@ def plot_compare_cdf(rs, labels, styles, out):
     panels = [None] + res
     ncol = min(3, len(panels))
     nrow = int(np.ceil(len(panels) / ncol))
-    fig, axes = plt.subplots(nrow, ncol, figsize=(5.2 * ncol + 2.8, 4.3 * nrow), squeeze=False,
-                             sharey=True)
+    spare = nrow * ncol > len(panels)  # an empty panel slot takes the legend
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4.7 * ncol + (0 if spare else 2.8), 3.9 * nrow),
+                             squeeze=False, sharey=True)
     for k, wh in enumerate(panels):
         ax = axes[k // ncol][k % ncol]
         lats = []
@@ -613,7 +614,14 @@ def plot_compare_cdf(rs, labels, styles, out):
         axes[k // ncol][k % ncol].set_visible(False)
     handles, labs = axes[0][0].get_legend_handles_labels()
     handles.append(Line2D([], [], color="black", ls="--", label="SLO at scale 1.0"))
-    fig.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 0.93), frameon=False)
+    if spare:
+        k = len(panels)
+        lax = axes[k // ncol][k % ncol]
+        lax.set_visible(True)
+        lax.axis("off")
+        lax.legend(handles=handles, loc="center left", frameon=False, fontsize=11.5)
+    else:
+        fig.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 0.93), frameon=False)
     fig.suptitle("End-to-end latency CDF (%s; unfinished requests never arrive at 1)"
                  % common_context(rs), x=0.01, ha="left")
     fig.tight_layout()
@@ -625,9 +633,10 @@ def common_context(rs):
     parts = []
     for what, vals, fmt in (("trace", {os.path.basename(r.trace) for r in rs}, "%s"),
                             ("GPUs", {r.n_gpus for r in rs}, "%d GPUs"),
-                            ("scale", {r.slo_scale for r in rs}, "SLO scale %g")):
+                            ("scale", {r.slo_scale for r in rs}, "SLO scale %s")):
         if len(vals) == 1:
-            parts.append(fmt % next(iter(vals)))
+            v = next(iter(vals))
+            parts.append(fmt % (fmt_scale(v) if what == "scale" else v))
     return ", ".join(parts) if parts else "%d runs" % len(rs)
 
 
@@ -651,7 +660,7 @@ def plot_compare_sar(rs, labels, styles, out):
     res = sorted({wh for r in rs for wh in r.res}, key=lambda x: x[0] * x[1])
     groups = [res_name(*wh) for wh in res] + ["all"]
     values = [[100 * res_sar(r, wh) for wh in res] + [100 * r.sar] for r in rs]
-    fig, ax = plt.subplots(figsize=(max(8, 1.0 + len(groups) * (0.55 * len(rs) + 0.6)) + 3, 5.8))
+    fig, ax = plt.subplots(figsize=(min(15, max(8, 1.5 + len(groups) * (0.32 * len(rs) + 0.5))) + 2.5, 5.8))
     grouped_bars(ax, groups, labels, values, [c for c, _, _ in styles], [h for _, _, h in styles])
     ax.set_xlabel("resolution")
     ax.set_ylabel("SLO attainment (% of requests)")
