@@ -93,7 +93,7 @@ typedef struct TsDitTensor {
     int ndim;
     int64_t shape[2];
     int64_t offset; /* in floats from the start of the arena */
-    int64_t fan_in; /* for the seeded initialisation */
+    int64_t fan_in; /* seeded init: uniform, std 1/sqrt(fan_in); 0: all ones (norm scales) */
 } TsDitTensor;
 
 /* A linear layer y = x W^T + b: offsets into the arena. */
@@ -192,6 +192,9 @@ typedef struct TsDitWork {
     int width_px, height_px, degree, rank;
     int lat_h, lat_w;
     int64_t n_txt, n_img, s_total, s_pad, s_loc, s0; /* s0: first global token of this rank */
+    /* this rank's rows: [0, loc_txt) text, [loc_txt, loc_txt + loc_img) image
+     * tokens img0.., the rest padding */
+    int64_t loc_txt, loc_img, img0;
     int64_t floats;                                 /* size of the arena below */
     float *mem;
     /* token-major buffers of this rank's tokens: */

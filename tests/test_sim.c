@@ -203,12 +203,12 @@ static void test_baselines_vs_reference(void **state) {
             TsPolicyConfig pcfg;
             ts_policy_config_default(&pcfg);
             int res_k[4] = {1, 1, 2, 8};
+            char spec[128];
             if (p < 4) {
                 ref_spk(&t, &hc.cm, res_of, gpus, 1 << p, start, finish, first);
             } else {
                 /* An explicit degree table, and a different one on odd seeds. */
                 if (seed % 2) res_k[0] = 2, res_k[1] = 4, res_k[3] = 4;
-                char spec[128];
                 snprintf(spec, sizeof spec, "256:%d,512:%d,1024:%d,2048:%d", res_k[0], res_k[1], res_k[2], res_k[3]);
                 pcfg.rssp_degrees = spec;
                 ref_rssp(&t, &hc.cm, res_of, gpus, res_k, start, finish, first);
