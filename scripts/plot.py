@@ -323,7 +323,8 @@ def plot_timeline(r, out, args):
     seg, req = r.seg, r.req
     ok = np.isfinite(seg["start"]) & np.isfinite(seg["end"])
     t_first = float(req["arrival"].min()) if r.n else 0.0
-    t_last = float(seg["end"][ok].max()) if ok.any() else t_first + 1
+    t_last = max(float(seg["end"][ok].max()) if ok.any() else t_first + 1,
+                 float(req["arrival"].max()) if r.n else 0.0)
     win = parse_window(args.window)
     how = ""
     if win is None:
@@ -436,6 +437,7 @@ def plot_timeline(r, out, args):
 
     # Arrivals: ticks in a lane above GPU 0, coloured like the blocks.
     am = (req["arrival"] >= t0) & (req["arrival"] <= t1)
+    lost = am & (req["status"] != 0)
     if am.any():
         if args.color_by == "resolution":
             ac = [res_color(w, h) for w, h in zip(req["width"][am], req["height"][am])]
@@ -443,7 +445,6 @@ def plot_timeline(r, out, args):
             ac = [req_cmap((int(i) * 7) % 20) for i in req["id"][am]]
         ax.scatter(req["arrival"][am], np.full(am.sum(), -1.2), marker="|", s=110, c=ac,
                    linewidths=1.8, zorder=3)
-        lost = am & (req["status"] != 0)
         if lost.any():
             ax.plot(req["arrival"][lost], np.full(lost.sum(), -1.2), "x", color=MISS_COLOR, ms=6,
                     mew=1.6, zorder=4)
@@ -477,6 +478,9 @@ def plot_timeline(r, out, args):
         handles.append(Patch(facecolor="#dddddd", hatch="///", edgecolor="#555555", label="batched"))
     handles.append(Line2D([], [], color=MISS_COLOR, marker="x", ls="none", mew=2, ms=7,
                           label="deadline missed\n(x at finish)"))
+    if lost.any():
+        handles.append(Line2D([], [], color=MISS_COLOR, marker="x", ls="none", mew=1.6, ms=6,
+                              label="never finished\n(x on arrival)"))
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.005, 1.0), frameon=False,
               title="resolution" if args.color_by == "resolution" else None)
     fig.tight_layout()
@@ -520,12 +524,12 @@ def plot_latency_cdf(r, out):
         lats.append(lat)
         x, y = ecdf(lat, m.sum())
         c = res_color(*wh)
-        ax.step(x, y, where="post", color=c, lw=2, label="%s (n=%d)" % (res_name(*wh), m.sum()))
         slo = r.slo_base(wh)
+        lab = "%s (n=%d" % (res_name(*wh), m.sum())
+        lab += ", SLO %g s)" % round(slo, 2) if np.isfinite(slo) else ")"
+        ax.step(x, y, where="post", color=c, lw=2, label=lab)
         if np.isfinite(slo):
             ax.axvline(slo, color=c, ls="--", lw=1.3, alpha=0.9)
-            ax.text(slo, 1.025, "%g s" % round(slo, 2), color=c, ha="center", va="bottom",
-                    fontsize=9.5, transform=ax.get_xaxis_transform())
             if abs(r.slo_scale - 1.0) > 1e-9:
                 ax.axvline(slo * r.slo_scale, color=c, ls=":", lw=1.3, alpha=0.9)
     x, y = ecdf(r.latency, r.n)
@@ -822,7 +826,7 @@ def plot_sweep_lines(sw, stem, outdir, xcol_names, xlabel, pcol_names, plabel, p
     series = sweep_series(sw)
     groups = sweep_groups(sw)
     pc = sw.col(*pcol_names)
-    pvals = pick_values(sw.cols[pc].astype(float), chosen, 4) if pc else np.array([np.nan])
+    pvals = pick_values(sw.cols[pc].astype(float), chosen, 3) if pc else np.array([np.nan])
     gkeys = sorted(set(groups))
     styles = series_style_map(series)
     nrow, ncol = len(gkeys), len(pvals)
@@ -847,9 +851,13 @@ def plot_sweep_lines(sw, stem, outdir, xcol_names, xlabel, pcol_names, plabel, p
                 if (hi > lo).any():
                     ax.fill_between(xs, lo, hi, color=c, alpha=0.15, lw=0)
             ax.set_ylim(0, 102)
+            xv = np.unique(x[np.isfinite(x)])
+            if 1 < len(xv) <= 8:  # the grid's own values, not round numbers between them
+                ax.set_xticks(xv)
+                ax.set_xticklabels([fmt_scale(v) if xc == "slo_scale" else "%g" % v for v in xv])
             title = g
             if pc:
-                title += ", " + pfmt % pv
+                title += ", " + (pfmt % fmt_scale(pv) if "%s" in pfmt else pfmt % pv)
             ax.set_title(title, fontsize=12)
             if gi == nrow - 1:
                 ax.set_xlabel(xlabel)
@@ -890,7 +898,7 @@ def plot_sweep_res(sw, stem, outdir, args):
     if sc:
         v = pick_values(sw.cols[sc].astype(float), args.slo_scale if args.slo_scale is not None else 1.0, 1)
         m_all &= np.isclose(sw.cols[sc].astype(float), v[0])
-        point.append("SLO scale %g" % v[0])
+        point.append("SLO scale %s" % fmt_scale(v[0]))
     rc = sw.col("rate_per_min", "rate")
     if rc:
         vals = np.unique(sw.cols[rc].astype(float))
@@ -902,10 +910,12 @@ def plot_sweep_res(sw, stem, outdir, args):
     gkeys = sorted(set(groups))
     skeys = series_order(series)
     styles = series_style_map(series)
-    ncol = min(2, len(gkeys))
+    n_groups_x = len(res) + 1
+    panel_w = min(14, max(7, 1.5 + n_groups_x * (0.3 * len(skeys) + 0.5)))
+    ncol = 2 if len(gkeys) >= 4 and panel_w <= 8 else 1  # wide panels stack
     nrow = int(np.ceil(len(gkeys) / ncol))
-    fig, axes = plt.subplots(nrow, ncol, figsize=(max(7, len(res) * (0.5 * len(skeys) + 0.8)) * ncol + 2.5,
-                                                  4.6 * nrow + 0.5), squeeze=False, sharey=True)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(panel_w * ncol + 2.0, 4.2 * nrow + 0.5),
+                             squeeze=False, sharey=True)
     sar = sw.cols.get(sw.col("sar")) if sw.col("sar") else None
     for gi, g in enumerate(gkeys):
         ax = axes[gi // ncol][gi % ncol]
@@ -920,7 +930,8 @@ def plot_sweep_res(sw, stem, outdir, args):
             vals.append(row)
         grouped_bars(ax, names, skeys, vals, [styles[s][0] for s in skeys], [styles[s][2] for s in skeys])
         ax.set_title(g, fontsize=12)
-        ax.set_xlabel("resolution")
+        if gi // ncol == nrow - 1:
+            ax.set_xlabel("resolution")
         if gi % ncol == 0:
             ax.set_ylabel("SAR (% of requests)")
     for k in range(len(gkeys), nrow * ncol):
@@ -941,7 +952,7 @@ def plot_sweep(sw, stem, outdir, args):
     outs.append(plot_sweep_lines(sw, stem, outdir, ("slo_scale",), "SLO scale (x base SLO)",
                                  ("rate_per_min", "rate"), "rate", "%g req/min", args.rate, "sar_vs_slo"))
     outs.append(plot_sweep_lines(sw, stem, outdir, ("rate_per_min", "rate"), "arrival rate (requests/min)",
-                                 ("slo_scale",), "SLO scale", "SLO scale %g", args.slo_scale, "sar_vs_rate"))
+                                 ("slo_scale",), "SLO scale", "SLO scale %s", args.slo_scale, "sar_vs_rate"))
     outs.append(plot_sweep_res(sw, stem, outdir, args))
     return [o for o in outs if o]
 

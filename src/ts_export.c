@@ -763,7 +763,9 @@ static void ts_exp_counters(TsOut *o, int64_t *n_ev, const TsExpFile *f, const T
                             int pid) {
     /* GPUs busy: per GPU, merge its busy intervals (batched segments share
      * GPUs, touching segments abut), then sweep the merged bounds. */
-    TsStep *iv = ts_xmalloc((size_t)(f->n_gpus_rows ? f->n_gpus_rows : 1) * 2 * sizeof *iv);
+    int64_t n_slots = 0; /* segment x GPU pairs (batched segments share GPU rows) */
+    for (int64_t s = 0; s < f->n_seg; s++) n_slots += f->seg[s].degree;
+    TsStep *iv = ts_xmalloc((size_t)(n_slots ? n_slots : 1) * 2 * sizeof *iv);
     int64_t n_iv = 0;
     for (int64_t s = 0; s < f->n_seg; s++) {
         const TsSegment *g = &f->seg[s];
