@@ -133,6 +133,57 @@ $(BUILD)/tests/bench_%: $(BUILD)/tests/bench_%.o $(LIB)
 bench: $(BIN) $(BENCH_BINS)
 	$(Q)TS_BUILD=$(BUILD) ./scripts/bench.sh
 
+# ---- CUDA backend (kernels/*.cu: the cuda twins of kernels/ts_kernels_cpu.c
+# and the cuBLAS GEMM). Built when nvcc is found; `make CUDA=0` disables it.
+#   NVCC_ARCH="80 90"  SM versions to build SASS for; PTX is added for the last
+#                      one (so newer GPUs can JIT). CUDA 13 has nothing below 75.
+# The objects go into the library; nothing outside kernels/ and src/ts_dit.*
+# includes CUDA headers, and a test only links cudart/cuBLAS/NCCL when it uses
+# them (--as-needed). TS_HAVE_CUDA=1 tells C files the launchers exist.
+NVCC      ?= nvcc
+CUDA_HOME ?= /usr/local/cuda
+NVCC_ARCH ?= 80 90
+CUDA_ON   :=
+ifeq ($(CUDA),0)
+CUDA_WHY  := disabled (CUDA=0)
+else ifneq ($(shell command -v $(NVCC) 2>/dev/null),)
+CUDA_ON   := 1
+else
+CUDA_WHY  := disabled (no nvcc)
+endif
+ifeq ($(CUDA_ON),1)
+NVCC_VERSION := $(shell $(NVCC) --version 2>/dev/null | sed -n 's/.*release \([0-9.]*\),.*/\1/p')
+NVCC_GENCODE := $(foreach a,$(NVCC_ARCH),-gencode arch=compute_$(a),code=sm_$(a)) \
+                -gencode arch=compute_$(lastword $(NVCC_ARCH)),code=compute_$(lastword $(NVCC_ARCH))
+NVCC_FLAGS   := -O2 -g -std=c++17 $(NVCC_GENCODE) -Xcompiler -Wall,-Wextra,-Werror \
+                -DOMPI_SKIP_MPICXX -Isrc -Ikernels -MMD -MP $(NVCCFLAGS)
+CUDA_SRCS    := $(wildcard kernels/*.cu)
+CUDA_OBJS    := $(CUDA_SRCS:%.cu=$(BUILD)/%.o)
+CUDA_WHY     := enabled (nvcc $(NVCC_VERSION), $(addprefix sm_,$(NVCC_ARCH)))
+CFLAGS_ALL   += -DTS_HAVE_CUDA=1
+LIBS         += -L$(CUDA_HOME)/lib64 -lcudart -lcublas -lnccl -lstdc++
+$(LIB): $(CUDA_OBJS)
+$(BUILD)/kernels/%.o: kernels/%.cu
+	@mkdir -p $(dir $@)
+	$(E) NVCC $<
+	$(Q)$(NVCC) $(NVCC_FLAGS) -c $< -o $@
+endif
+ifeq ($(MAKELEVEL)$(filter clean,$(MAKECMDGOALS)),0)
+$(info cuda backend: $(CUDA_WHY))
+endif
+
+# test-gpu: each CUDA kernel against its CPU twin; without a GPU it prints
+# "skip: no CUDA device (...)" and succeeds.
+.PHONY: test-gpu
+ifeq ($(CUDA_ON),1)
+test-gpu: $(BUILD)/tests/gpu_test_kernels
+	$(Q)OPENBLAS_NUM_THREADS=1 ./$(BUILD)/tests/gpu_test_kernels
+else
+test-gpu:
+	@echo "test-gpu: skipped, cuda backend $(CUDA_WHY)"
+endif
+# ---- end CUDA backend
+
 clean:
 	rm -rf build build-san tetriserve
 

@@ -9,7 +9,8 @@
  *  - A request chosen for a round runs q = min(steps of its plan segment,
  *    floor(tau / T(k))) steps on k GPUs from t_r, so it ends by t_r + tau.
  *    When they end before the boundary (q x T < tau, or the request
- *    finishes), its GPUs stay idle until t_r+1 (`tetriplus` refills them).
+ *    finishes), its GPUs stay idle until t_r+1 (as in the paper; refilling
+ *    them mid-round was measured and lost SAR, README "Rounds").
  *  - A best-effort step (hopeless request, 1 GPU) runs at least one step
  *    even when T(1) > tau; its GPU then misses the next boundary and is
  *    simply not available to that round.
@@ -72,7 +73,7 @@ typedef struct TsCand {
 
 typedef struct TsTetri {
     TsPolicyConfig cfg;
-    int plus; /* tetriplus: work-conserving rounds, best effort last, laxity order */
+    int plus; /* tetriplus: round-aware plans, best effort after elastic scale-up */
     double tau_s;
     int64_t round;
     double next_round_s;
@@ -148,7 +149,9 @@ static double ts_tetri_waste(const TsTetri *p, const double *share, double tau) 
 static double ts_tetri_pick_tau(const TsTetri *p, const TsState *st, int g, double t_ref) {
     double *share = ts_xcalloc((size_t)p->n_res, sizeof *share);
     for (int64_t i = 0; i < st->n_req; i++) share[st->req[i].res] += 1.0 / (double)st->n_req;
-    double target = g * t_ref, lo = fmax(t_ref, 0.9 * target), hi = 1.1 * target;
+    double mean_fast = 0; /* a step of the average resolution at its fastest degree */
+    for (int r = 0; r < p->n_res; r++) mean_fast += p->tmin_s[r] / p->n_res;
+    double target = g * mean_fast, lo = fmax(t_ref, 0.9 * target), hi = fmax(lo, 1.1 * target);
     double best = target, best_w = ts_tetri_waste(p, share, target);
     for (int r = 0; r < p->n_res; r++)
         for (int d = 0; d < p->ds[r].n; d++) {
@@ -224,15 +227,11 @@ static TsStatus ts_tetriplus_create(void **self, const TsPolicyConfig *cfg, cons
     return ts_tetri_create_common(self, cfg, st, 1, err);
 }
 
-/* Order: earliest deadline (tetriserve) or least laxity (tetriplus), then
- * trace order. */
+/* Order: earliest deadline, then trace order. */
 static const TsCand *ts_sort_base;
-static int ts_sort_by_laxity;
 static int ts_cand_cmp(const void *a, const void *b) {
     const TsCand *x = &ts_sort_base[*(const int *)a], *y = &ts_sort_base[*(const int *)b];
-    double kx = ts_sort_by_laxity ? x->laxity_s : x->deadline_s;
-    double ky = ts_sort_by_laxity ? y->laxity_s : y->deadline_s;
-    if (kx != ky) return kx < ky ? -1 : 1;
+    if (x->deadline_s != y->deadline_s) return x->deadline_s < y->deadline_s ? -1 : 1;
     return (x->i > y->i) - (x->i < y->i);
 }
 
@@ -253,8 +252,7 @@ static int32_t ts_round_steps(double window_s, double T, int32_t cap) {
     return q < 0 ? 0 : q;
 }
 
-/* Classify a ready request and build its options for a window of
- * window_s seconds (tau at a boundary; what is left of it mid-round). */
+/* Classify a ready request and build its options for a round of window_s. */
 static void ts_cand_build(TsTetri *p, const TsState *st, int64_t i, double now, double window_s, TsCand *c) {
     const TsReq *q = &st->req[i];
     memset(c, 0, sizeof *c);
@@ -456,10 +454,8 @@ static int ts_deg_desc_cmp(const void *a, const void *b) {
     return ts_cand_cmp(a, b);
 }
 
-/* One decision over the ready requests for a window of window_s seconds.
- * full: a round boundary (the knapsack and every step); otherwise a
- * tetriplus mid-round refill (fill, elastic, best effort on idle GPUs). */
-static TsStatus ts_tetri_schedule(TsTetri *p, const TsState *st, TsPlan *plan, double window_s, int full, TsErr *err) {
+/* One round decision over the ready requests; a round lasts window_s. */
+static TsStatus ts_tetri_schedule(TsTetri *p, const TsState *st, TsPlan *plan, double window_s, TsErr *err) {
     double now = st->now_s;
     int n = 0;
     for (int64_t r = 0; r < st->n_pending; r++) {
@@ -480,43 +476,40 @@ static TsStatus ts_tetri_schedule(TsTetri *p, const TsState *st, TsPlan *plan, d
     }
     for (int k = 0; k < n; k++) p->order[k] = k;
     ts_sort_base = p->cand;
-    ts_sort_by_laxity = p->plus;
     qsort(p->order, (size_t)n, sizeof *p->order, ts_cand_cmp);
 
     int32_t left = st->n_free;
-    if (full) {
-        /* 4. Knapsack over the requests that must run now to survive. */
-        int m = 0;
-        for (int k = 0; k < n; k++) {
-            TsCand *c = &p->cand[p->order[k]];
-            if (c->cls != TS_CLS_NEEDS_RUN) continue;
-            TsKnapItem *it = &p->items[m];
-            it->n_opt = 0;
-            it->none_value = 0;
-            for (int o = 0; o < c->n_opt; o++) {
-                if (!c->opt[o].survive) continue;
-                it->width[it->n_opt] = p->ds[c->res].degree[c->opt[o].didx];
-                it->value[it->n_opt] = 1;
-                it->n_opt++;
-            }
-            if (!it->n_opt) continue;
-            p->knap_of[m] = p->order[k];
-            m++;
+    /* 4. Knapsack over the requests that must run now to survive. */
+    int m = 0;
+    for (int k = 0; k < n; k++) {
+        TsCand *c = &p->cand[p->order[k]];
+        if (c->cls != TS_CLS_NEEDS_RUN) continue;
+        TsKnapItem *it = &p->items[m];
+        it->n_opt = 0;
+        it->none_value = 0;
+        for (int o = 0; o < c->n_opt; o++) {
+            if (!c->opt[o].survive) continue;
+            it->width[it->n_opt] = p->ds[c->res].degree[c->opt[o].didx];
+            it->value[it->n_opt] = 1;
+            it->n_opt++;
         }
-        if (m) {
-            /* Unit values: exactly the knapsack optimum (ts_tetri.h). */
-            ts_knap_unit_solve(p->items, m, left, p->choice, p->order + n);
-            for (int j = 0; j < m; j++) {
-                if (p->choice[j] < 0) continue;
-                TsCand *c = &p->cand[p->knap_of[j]];
-                int seen = -1;
-                for (int o = 0; o < c->n_opt; o++) /* the choice-th surviving option */
-                    if (c->opt[o].survive && ++seen == p->choice[j]) {
-                        ts_cand_set(p, c, c->opt[o].didx, c->opt[o].q);
-                        left -= c->degree;
-                        break;
-                    }
-            }
+        if (!it->n_opt) continue;
+        p->knap_of[m] = p->order[k];
+        m++;
+    }
+    if (m) {
+        /* Unit values: exactly the knapsack optimum (ts_tetri.h). */
+        ts_knap_unit_solve(p->items, m, left, p->choice, p->order + n);
+        for (int j = 0; j < m; j++) {
+            if (p->choice[j] < 0) continue;
+            TsCand *c = &p->cand[p->knap_of[j]];
+            int seen = -1;
+            for (int o = 0; o < c->n_opt; o++) /* the choice-th surviving option */
+                if (c->opt[o].survive && ++seen == p->choice[j]) {
+                    ts_cand_set(p, c, c->opt[o].didx, c->opt[o].q);
+                    left -= c->degree;
+                    break;
+                }
         }
     }
     /* The other non-hopeless requests take what is left, in order. */
@@ -583,15 +576,12 @@ static TsStatus ts_tetri_decide(void *self, const TsState *st, TsPlan *plan, TsE
         any_pending |= s != TS_REQ_DONE;
     }
     if (!boundary && p->next_round_s == INFINITY && any_ready) boundary = 1; /* idle system: open a round */
-    if (!boundary) {
+    if (!boundary) { /* mid-round: arrivals and freed GPUs wait for the boundary */
         plan->wakeup_s = p->next_round_s;
-        /* tetriplus: idle GPUs mid-round take work that fits before the boundary. */
-        if (p->plus && any_ready && st->n_free > 0 && p->next_round_s > now)
-            return ts_tetri_schedule(p, st, plan, p->next_round_s - now, 0, err);
         return TS_OK;
     }
     plan->round = p->round++;
-    TsStatus rc = any_ready ? ts_tetri_schedule(p, st, plan, p->tau_s, 1, err) : TS_OK;
+    TsStatus rc = any_ready ? ts_tetri_schedule(p, st, plan, p->tau_s, err) : TS_OK;
     p->next_round_s = any_pending ? now + p->tau_s : INFINITY;
     plan->wakeup_s = p->next_round_s;
     return rc;
@@ -603,7 +593,7 @@ static void ts_tetri_describe(const void *self, char *buf, size_t len) {
     const TsTetri *p = self;
     snprintf(buf, len, "round_s=%.6f round_steps=%d round_ms=%g preserve=%d elastic=%d batching=%d%s", p->tau_s,
              p->cfg.round_steps, p->cfg.round_ms, p->cfg.preserve, p->cfg.elastic, p->cfg.batching,
-             p->plus ? " work_conserving=1 best_effort=last order=laxity" : " order=edf");
+             p->plus ? " plan=round_aware best_effort=last" : "");
 }
 
 const TsPolicyOps ts_policy_tetriserve = {
@@ -612,6 +602,6 @@ const TsPolicyOps ts_policy_tetriserve = {
 };
 
 const TsPolicyOps ts_policy_tetriplus = {
-    "tetriplus", "tetriserve + mid-round refill of idle GPUs, least-laxity order, best effort last",
+    "tetriplus", "tetriserve with round-aware plans (effective step times) and best effort last",
     ts_tetriplus_create, ts_tetri_decide, ts_tetri_round_s, ts_tetri_describe, ts_tetri_destroy,
 };
