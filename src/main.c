@@ -15,6 +15,8 @@ static const TsVerb ts_verbs[] = {
     {"simulate", ts_cmd_simulate, "dry-run one policy on a trace and a profiled cost model"},
     {"compare", ts_cmd_compare, "SAR tables: every policy x SLO scale on one or more traces"},
     {"sweep", ts_cmd_sweep, "a grid of simulations spread over MPI ranks, one HDF5 table"},
+    {"run", ts_cmd_run, "the live executor under mpirun/srun: rank 0 schedules, ranks 1.. run steps"},
+    {"profile", ts_cmd_profile, "measure step times T(resolution, degree) and write a profile file"},
     {"export", ts_cmd_export, "convert a results file (--chrome: Perfetto / chrome://tracing JSON)"},
     {"trace-gen", ts_cmd_trace_gen, "draw a request trace (Poisson or gamma arrivals, a mix)"},
     {"report", ts_cmd_report, "print the summary of a results file"},

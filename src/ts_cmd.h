@@ -10,6 +10,8 @@ int ts_cmd_trace_gen(int argc, char **argv);
 int ts_cmd_report(int argc, char **argv);
 int ts_cmd_sweep(int argc, char **argv);  /* mpi_sweep.c */
 int ts_cmd_export(int argc, char **argv); /* ts_export.c */
+int ts_cmd_run(int argc, char **argv);    /* mpi_run.c */
+int ts_cmd_profile(int argc, char **argv); /* mpi_profile.c */
 
 /* The command line as one string (for results files); static buffer. */
 const char *ts_cmd_line(int argc, char **argv, const char *verb);
