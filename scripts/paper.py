@@ -70,7 +70,8 @@ def scale_tables(d, prof, out):
     pols = [p for p in BASELINES + OURS if any(r["policy"] == p for r in rows)]
     nseed = len(values(rows, "seed"))
     for src in values(rows, "source"):
-        out.append(f"\n#### {prof}: SAR against SLO scale, {src}, 12 requests/min "
+        rate = values(rows, "rate_per_min")[0]
+        out.append(f"\n#### {prof}: SAR against SLO scale, {src}, {rate:g} requests/min "
                    f"(mean over {nseed} seeds, min-max in brackets)\n")
         out.append("| policy | " + " | ".join(f"{s:.1f}x" for s in scales) + " |")
         out.append("|---" * (len(scales) + 1) + "|")
@@ -138,7 +139,7 @@ def gran_table(d, prof, out):
     data = {g: load(os.path.join(d, f"{prof}_gran{g}.h5")) for g in gs}
     rows0 = data[gs[0]][0]
     for src in values(rows0, "source"):
-        out.append(f"\n#### {prof}: step granularity (steps per round), {src}: mean SAR over SLO scales 1.0-1.5 and seeds; round length\n")
+        out.append(f"\n#### {prof}: step granularity (steps per round), {src}: mean SAR over the SLO scales and seeds; round length\n")
         out.append("| policy | " + " | ".join(f"g={g}" for g in gs) + " |")
         out.append("|---" * (len(gs) + 1) + "|")
         for p in OURS:
@@ -168,7 +169,7 @@ def plots(d):
             for p, c in zip(OURS, ("tab:red", "tab:green")):
                 m = [np.mean([r["sar"] for r in data[g] if r["policy"] == p and r["source"] == src]) for g in gs]
                 ax.plot(gs, m, "o-", color=c, label=p)
-            ax.set_title(f"{prof}, {src}: mean SAR over SLO 1.0-1.5x")
+            ax.set_title(f"{prof}, {src}: mean SAR over the SLO scales")
             ax.set_xlabel("step granularity (steps per round)")
             ax.set_xticks(gs)
             ax.grid(alpha=0.3)

@@ -140,12 +140,12 @@ static double ts_tetri_waste(const TsTetri *p, const double *share, double tau) 
 
 /* The round length for a step granularity of g steps (the paper adapts tau
  * to the mix "so that work ends near round boundaries" without a formula;
- * this is ours, README "Rounds"): the reference is g steps of the slowest
- * resolution at its fastest degree, g x T_ref; among the multiples of every
- * usable step time within [max(T_ref, 0.9 g T_ref), 1.1 g T_ref], take the
- * one with the least quantisation waste over the trace's mix (ties: nearest
- * the reference). The +-10% window was the best of 0, 10, 25 and 50% over
- * 8 seeds of both paper workloads (README "Rounds"). */
+ * this is ours, README "Rounds"): the target is g steps of the average
+ * resolution at its fastest degree (the mean of T_min over the trace's
+ * resolutions), never shorter than the slowest T_min (so that every
+ * resolution can run a step per round); among the multiples of every usable
+ * step time within +-10% of it, take the one with the least quantisation
+ * waste over the trace's mix (ties: nearest the target). */
 static double ts_tetri_pick_tau(const TsTetri *p, const TsState *st, int g, double t_ref) {
     double *share = ts_xcalloc((size_t)p->n_res, sizeof *share);
     for (int64_t i = 0; i < st->n_req; i++) share[st->req[i].res] += 1.0 / (double)st->n_req;
