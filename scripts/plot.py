@@ -75,6 +75,7 @@ plt.rcParams.update({
 # Policies: the paper's system stands out in red; baselines in calmer colours.
 POLICY_COLORS = {
     "tetriserve": "#d62728",
+    "tetriplus": "#2ca02c",
     "rssp": "#1f77b4",
     "sp1": "#8c564b",
     "sp2": "#9467bd",
@@ -757,10 +758,10 @@ def sweep_series(sw):
 def sweep_groups(sw):
     """Group key per row: mix (or trace file name), profile if it varies, n_gpus."""
     parts = []
-    mc = sw.col("mix") or sw.col("trace")
+    mc = sw.col("mix") or sw.col("trace") or sw.col("source")
     if mc:
         vals = sw.cols[mc]
-        if mc == "trace":
+        if mc == "trace" or (mc == "source" and any(str(v).endswith(".csv") for v in vals)):
             vals = np.array([os.path.splitext(os.path.basename(v))[0] for v in vals], dtype=object)
         parts.append(("%s" if mc == "mix" else "%s", vals))
     pc = sw.col("profile")
