@@ -10,6 +10,11 @@ export TS_BIN=${TS_BIN:-$PWD/tetriserve}
 export OPENBLAS_NUM_THREADS=1
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMPI_MCA_rmaps_base_oversubscribe=1
+# Sanitizer builds (make SAN=1 test): the cmocka programs run with leak
+# detection; the shell tests run the binary, whose MPI verbs (sweep, run)
+# end with Open MPI's own allocations still live in plugins that LSan
+# cannot even name, so there leaks are not checked (ASan still is).
+san_shell_env=(ASAN_OPTIONS="detect_leaks=0${ASAN_OPTIONS:+:$ASAN_OPTIONS}")
 logdir=$(mktemp -d "${TMPDIR:-/tmp}/ts-tests.XXXXXX")
 passed=0 failed=0 failures=()
 
@@ -27,7 +32,7 @@ run_one() { # name, command...
 }
 
 for bin in "$@"; do run_one "$(basename "$bin")" "$bin"; done
-for sh in tests/test_*.sh; do [ -e "$sh" ] && run_one "$(basename "$sh" .sh)" bash "$sh"; done
+for sh in tests/test_*.sh; do [ -e "$sh" ] && run_one "$(basename "$sh" .sh)" env "${san_shell_env[@]}" bash "$sh"; done
 
 echo
 [ ${#failures[@]} -gt 0 ] && echo "failed: ${failures[*]}"
