@@ -14,7 +14,7 @@ export OMPI_MCA_rmaps_base_oversubscribe=1
 # detection; the shell tests run the binary, whose MPI verbs (sweep, run)
 # end with Open MPI's own allocations still live in plugins that LSan
 # cannot even name, so there leaks are not checked (ASan still is).
-san_shell_env=(ASAN_OPTIONS="detect_leaks=0${ASAN_OPTIONS:+:$ASAN_OPTIONS}")
+san_shell_env=(ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0")
 logdir=$(mktemp -d "${TMPDIR:-/tmp}/ts-tests.XXXXXX")
 passed=0 failed=0 failures=()
 
