@@ -366,11 +366,12 @@ TsStatus ts_sweep_parse_args(int argc, char **argv, TsSweepGrid *g, TsSweepActio
                     TS_SWEEP_MAX_LIST);
         goto done;
     }
-    if (gpn && (ts_parse_int(gpn, &c) || c < 1)) {
+    int gpn_v = 0;
+    if (gpn && (ts_parse_int(gpn, &gpn_v) || gpn_v < 1)) {
         st = ts_err(err, TS_ERR_INPUT, "--gpus-per-node: '%s' is not an integer >= 1", gpn);
         goto done;
     }
-    g->gpus_per_node = gpn ? c : 0;
+    g->gpus_per_node = gpn_v;
 
     if (policies) {
         char buf[1024], *save = NULL;
@@ -834,7 +835,8 @@ TsStatus ts_sweep_log_unpack(const void *buf, size_t len, TsRunLog *log, char *p
                              size_t options_len, TsErr *err) {
     TsLogHead h;
     memset(log, 0, sizeof *log);
-    if (len < sizeof h) return ts_err(err, TS_ERR_SYSTEM, "scenario log message of %zu bytes is truncated", len);
+    if (len < sizeof h)
+        return ts_err(err, TS_ERR_SYSTEM, "scenario log message of %zu bytes is truncated", len);
     memcpy(&h, buf, sizeof h);
     if (h.magic != TS_LOG_MAGIC || h.n_req < 0 || h.n_seg < 0 || h.n_seg_gpus < 0 || h.n_rounds < 0)
         return ts_err(err, TS_ERR_SYSTEM, "scenario log message is corrupt");
