@@ -735,6 +735,88 @@ static void ts_print_num(const char *label, double v, int decimals) {
         printf("%-22s %.*f\n", label, decimals, v);
 }
 
+/* A sweep file: the `#` header, then per source a table of mean SAR
+ * (over rates, GPU counts and seeds) with policies in rows and SLO scales
+ * in columns. */
+typedef struct {
+    char policy[16];
+    char source[128];
+    double slo_scale, sar;
+} TsSweepPeek;
+
+static int ts_report_sweep(hid_t file, const char *path) {
+    int rc = 1;
+    hid_t d = H5I_INVALID_HID, sp = H5I_INVALID_HID, mt = H5I_INVALID_HID, s16 = H5I_INVALID_HID,
+          s128 = H5I_INVALID_HID;
+    TsSweepPeek *rows = NULL;
+    if ((d = H5Dopen2(file, "sweep", H5P_DEFAULT)) < 0 || (sp = H5Dget_space(d)) < 0) {
+        fprintf(stderr, "tetriserve: report: %s: cannot open /sweep\n", path);
+        goto done;
+    }
+    hssize_t n = H5Sget_simple_extent_npoints(sp);
+    s16 = H5Tcopy(H5T_C_S1);
+    H5Tset_size(s16, 16);
+    s128 = H5Tcopy(H5T_C_S1);
+    H5Tset_size(s128, 128);
+    mt = H5Tcreate(H5T_COMPOUND, sizeof(TsSweepPeek));
+    H5Tinsert(mt, "policy", HOFFSET(TsSweepPeek, policy), s16);
+    H5Tinsert(mt, "source", HOFFSET(TsSweepPeek, source), s128);
+    H5Tinsert(mt, "slo_scale", HOFFSET(TsSweepPeek, slo_scale), H5T_NATIVE_DOUBLE);
+    H5Tinsert(mt, "sar", HOFFSET(TsSweepPeek, sar), H5T_NATIVE_DOUBLE);
+    rows = ts_xcalloc((size_t)(n > 0 ? n : 1), sizeof *rows);
+    if (n > 0 && H5Dread(d, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, rows) < 0) {
+        fprintf(stderr, "tetriserve: report: %s: cannot read /sweep\n", path);
+        goto done;
+    }
+    ts_report_header(file, path);
+    printf("%lld scenarios\n", (long long)n);
+    /* Distinct sources, policies (first appearance) and scales (sorted). */
+    for (hssize_t a = 0; a < n; a++) {
+        int first_src = 1;
+        for (hssize_t b = 0; b < a && first_src; b++) first_src = strcmp(rows[b].source, rows[a].source) != 0;
+        if (!first_src) continue;
+        double scales[64];
+        int ns = 0;
+        for (hssize_t b = 0; b < n; b++) {
+            if (strcmp(rows[b].source, rows[a].source)) continue;
+            int seen = 0;
+            for (int k = 0; k < ns; k++) seen |= scales[k] == rows[b].slo_scale;
+            if (!seen && ns < 64) scales[ns++] = rows[b].slo_scale;
+        }
+        qsort(scales, (size_t)ns, sizeof *scales, ts_cmp_double);
+        printf("\nmean SAR  %s\n%-12s", rows[a].source, "policy");
+        for (int k = 0; k < ns; k++) printf(" %6.2fx", scales[k]);
+        printf("\n");
+        for (hssize_t b = 0; b < n; b++) {
+            if (strcmp(rows[b].source, rows[a].source)) continue;
+            int first_pol = 1;
+            for (hssize_t c = 0; c < b && first_pol; c++)
+                first_pol = strcmp(rows[c].source, rows[a].source) || strcmp(rows[c].policy, rows[b].policy);
+            if (!first_pol) continue;
+            printf("%-12s", rows[b].policy);
+            for (int k = 0; k < ns; k++) {
+                double sum = 0;
+                int cnt = 0;
+                for (hssize_t c = 0; c < n; c++)
+                    if (!strcmp(rows[c].source, rows[a].source) && !strcmp(rows[c].policy, rows[b].policy) &&
+                        rows[c].slo_scale == scales[k])
+                        sum += rows[c].sar, cnt++;
+                printf(" %7.3f", cnt ? sum / cnt : NAN);
+            }
+            printf("\n");
+        }
+    }
+    rc = 0;
+done:
+    free(rows);
+    if (mt >= 0) H5Tclose(mt);
+    if (s16 >= 0) H5Tclose(s16);
+    if (s128 >= 0) H5Tclose(s128);
+    if (sp >= 0) H5Sclose(sp);
+    if (d >= 0) H5Dclose(d);
+    return rc;
+}
+
 static int ts_report_file(const char *path) {
     int rc = 1;
     hid_t fapl = H5I_INVALID_HID, file = H5I_INVALID_HID, g = H5I_INVALID_HID;
@@ -775,6 +857,10 @@ static int ts_report_file(const char *path) {
                 "tetriserve: report: %s: schema_version %d is not supported (this tetriserve "
                 "reads %d)\n",
                 path, (int)schema, TS_SCHEMA_VERSION);
+        goto done;
+    }
+    if (H5Lexists(file, "sweep", H5P_DEFAULT) > 0) {
+        rc = ts_report_sweep(file, path);
         goto done;
     }
     uint8_t complete = 0;

@@ -152,6 +152,9 @@ n=$(grep -c '^tetriserve sweep:' "$tmp/err")
 [ $rc -ne 0 ] && [ "$n" -eq 1 ] && ok "under mpirun -np 2 a bad option is reported once (rc $rc)" ||
     { bad "mpirun bad option: rc $rc, $n lines from tetriserve"; cat "$tmp/err"; }
 "$bin" sweep --help | grep -q -- '--keep-scenarios' && ok "sweep --help" || bad "sweep --help"
+"$bin" report "$tmp/np1.h5" >"$tmp/report.out" 2>&1 && grep -q '^mean SAR' "$tmp/report.out" &&
+    grep -q '^# mode: sweep' "$tmp/report.out" && ok "report prints a sweep file's table" ||
+    { bad "report on a sweep file"; cat "$tmp/report.out"; }
 
 echo "test_sweep: $fails failures"
 [ $fails -eq 0 ]
