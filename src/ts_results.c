@@ -14,6 +14,7 @@
  * command_line, complete; /summary n_finished and the per-resolution
  * arrays res_width, res_height, res_n, res_met. */
 #include "ts_results.h"
+#include "ts_h5.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -135,113 +136,14 @@ static hid_t ts_compound(const TsField *f, int n, size_t mem_size, int file) {
 
 /* ---- errors ---- */
 
-static herr_t ts_h5_walk_cb(unsigned n, const H5E_error2_t *e, void *data) {
-    (void)n;
-    /* Walking downward, the last description is the innermost (most specific). */
-    if (e->desc && e->desc[0]) snprintf((char *)data, 200, "%s", e->desc);
-    return 0;
-}
-
 /* Fill err with "<formatted>: <innermost HDF5 error>" and return TS_ERR_IO.
  * Must run before any other HDF5 call clears the error stack. */
-static TsStatus ts_h5_fail(TsErr *err, const char *fmt, ...) TS_PRINTF(2, 3);
-static TsStatus ts_h5_fail(TsErr *err, const char *fmt, ...) {
-    char head[TS_ERR_MAX], why[200] = "";
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(head, sizeof head, fmt, ap);
-    va_end(ap);
-    H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, ts_h5_walk_cb, why);
-    if (why[0]) return ts_err(err, TS_ERR_IO, "%s: %s", head, why);
-    return ts_err(err, TS_ERR_IO, "%s", head);
-}
-
-#define TS_H5_TRY(expr, ...)                     \
-    do {                                         \
-        if ((expr) < 0) {                        \
-            st = ts_h5_fail(err, __VA_ARGS__);   \
-            goto done;                           \
-        }                                        \
-    } while (0)
-
-/* Close any HDF5 object id (ignores invalid ids). */
-static void ts_h5_close(hid_t id) {
-    if (id < 0) return;
-    switch (H5Iget_type(id)) {
-    case H5I_FILE: H5Fclose(id); break;
-    case H5I_GROUP: H5Gclose(id); break;
-    case H5I_DATATYPE: H5Tclose(id); break;
-    case H5I_DATASPACE: H5Sclose(id); break;
-    case H5I_DATASET: H5Dclose(id); break;
-    case H5I_ATTR: H5Aclose(id); break;
-    case H5I_GENPROP_LST: H5Pclose(id); break;
-    default: break;
-    }
-}
-
-/* Close the file last and report a failing close (it is where data reach
- * the disk) unless an earlier error is already being reported. */
-static TsStatus ts_h5_close_file(hid_t file, TsStatus st, const char *path, TsErr *err) {
-    if (file < 0) return st;
-    if (H5Fclose(file) < 0 && st == TS_OK) return ts_h5_fail(err, "%s: cannot close HDF5 file", path);
-    return st;
-}
-
 /* ---- attributes ---- */
-
-static hid_t ts_vlstr_type(void) {
-    hid_t t = H5Tcopy(H5T_C_S1);
-    if (t < 0) return t;
-    if (H5Tset_size(t, H5T_VARIABLE) < 0 || H5Tset_cset(t, H5T_CSET_UTF8) < 0) {
-        H5Tclose(t);
-        return H5I_INVALID_HID;
-    }
-    return t;
-}
-
-/* Write attribute `name` (replacing it if present): n values of mem_type
- * stored as file_type; n < 0 means a scalar. */
-static herr_t ts_attr_put(hid_t loc, const char *name, hid_t file_type, hid_t mem_type, int64_t n,
-                          const void *v) {
-    herr_t rc = -1;
-    hid_t sp = H5I_INVALID_HID, a = H5I_INVALID_HID;
-    htri_t ex = H5Aexists(loc, name);
-    if (ex < 0 || (ex > 0 && H5Adelete(loc, name) < 0)) goto done;
-    hsize_t dim = n > 0 ? (hsize_t)n : 0;
-    sp = n < 0 ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, &dim, NULL);
-    if (sp < 0) goto done;
-    if ((a = H5Acreate2(loc, name, file_type, sp, H5P_DEFAULT, H5P_DEFAULT)) < 0) goto done;
-    if (n != 0 && H5Awrite(a, mem_type, v) < 0) goto done;
-    rc = 0;
-done:
-    ts_h5_close(a);
-    ts_h5_close(sp);
-    return rc;
-}
-
-static herr_t ts_attr_str(hid_t loc, const char *name, const char *v) {
-    hid_t t = ts_vlstr_type();
-    if (t < 0) return -1;
-    const char *s = v ? v : "";
-    herr_t rc = ts_attr_put(loc, name, t, t, -1, &s);
-    H5Tclose(t);
-    return rc;
-}
-
-static herr_t ts_attr_i32(hid_t loc, const char *name, int32_t v) {
-    return ts_attr_put(loc, name, H5T_STD_I32LE, H5T_NATIVE_INT32, -1, &v);
-}
-static herr_t ts_attr_i64(hid_t loc, const char *name, int64_t v) {
-    return ts_attr_put(loc, name, H5T_STD_I64LE, H5T_NATIVE_INT64, -1, &v);
-}
-static herr_t ts_attr_f64(hid_t loc, const char *name, double v) {
-    return ts_attr_put(loc, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, -1, &v);
-}
 
 /* Overwrite an existing attribute in place (keeps its position). */
 static herr_t ts_attr_set_u8(hid_t loc, const char *name, uint8_t v) {
     hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
-    if (a < 0) return ts_attr_put(loc, name, H5T_STD_U8LE, H5T_NATIVE_UINT8, -1, &v);
+    if (a < 0) return ts_h5_attr_put(loc, name, H5T_STD_U8LE, H5T_NATIVE_UINT8, -1, &v);
     herr_t rc = H5Awrite(a, H5T_NATIVE_UINT8, &v);
     if (H5Aclose(a) < 0) rc = -1;
     return rc;
@@ -251,21 +153,21 @@ static herr_t ts_attr_set_u8(hid_t loc, const char *name, uint8_t v) {
 static const char *ts_write_root_attrs(hid_t file, const TsRunMeta *m) {
     char created[32];
     ts_iso8601_now(created, sizeof created);
-    if (ts_attr_i32(file, "schema_version", TS_SCHEMA_VERSION) < 0) return "schema_version";
-    if (ts_attr_str(file, "tetriserve_version", ts_version_string()) < 0) return "tetriserve_version";
-    if (ts_attr_str(file, "mode", m->mode) < 0) return "mode";
-    if (ts_attr_str(file, "backend", m->backend) < 0) return "backend";
-    if (ts_attr_str(file, "policy", m->policy) < 0) return "policy";
-    if (ts_attr_str(file, "policy_options", m->policy_options) < 0) return "policy_options";
-    if (ts_attr_str(file, "trace", m->trace) < 0) return "trace";
-    if (ts_attr_str(file, "profile", m->profile) < 0) return "profile";
-    if (ts_attr_str(file, "command_line", m->command_line) < 0) return "command_line";
-    if (ts_attr_i32(file, "n_gpus", m->n_gpus) < 0) return "n_gpus";
-    if (ts_attr_i32(file, "gpus_per_node", m->gpus_per_node) < 0) return "gpus_per_node";
-    if (ts_attr_f64(file, "slo_scale", m->slo_scale) < 0) return "slo_scale";
-    if (ts_attr_f64(file, "round_s", m->round_s) < 0) return "round_s";
-    if (ts_attr_put(file, "seed", H5T_STD_U64LE, H5T_NATIVE_UINT64, -1, &m->seed) < 0) return "seed";
-    if (ts_attr_str(file, "created", created) < 0) return "created";
+    if (ts_h5_attr_i32(file, "schema_version", TS_SCHEMA_VERSION) < 0) return "schema_version";
+    if (ts_h5_attr_str(file, "tetriserve_version", ts_version_string()) < 0) return "tetriserve_version";
+    if (ts_h5_attr_str(file, "mode", m->mode) < 0) return "mode";
+    if (ts_h5_attr_str(file, "backend", m->backend) < 0) return "backend";
+    if (ts_h5_attr_str(file, "policy", m->policy) < 0) return "policy";
+    if (ts_h5_attr_str(file, "policy_options", m->policy_options) < 0) return "policy_options";
+    if (ts_h5_attr_str(file, "trace", m->trace) < 0) return "trace";
+    if (ts_h5_attr_str(file, "profile", m->profile) < 0) return "profile";
+    if (ts_h5_attr_str(file, "command_line", m->command_line) < 0) return "command_line";
+    if (ts_h5_attr_i32(file, "n_gpus", m->n_gpus) < 0) return "n_gpus";
+    if (ts_h5_attr_i32(file, "gpus_per_node", m->gpus_per_node) < 0) return "gpus_per_node";
+    if (ts_h5_attr_f64(file, "slo_scale", m->slo_scale) < 0) return "slo_scale";
+    if (ts_h5_attr_f64(file, "round_s", m->round_s) < 0) return "round_s";
+    if (ts_h5_attr_put(file, "seed", H5T_STD_U64LE, H5T_NATIVE_UINT64, -1, &m->seed) < 0) return "seed";
+    if (ts_h5_attr_str(file, "created", created) < 0) return "created";
     if (ts_attr_set_u8(file, "complete", 0) < 0) return "complete";
     return NULL;
 }
@@ -416,9 +318,9 @@ done:
 /* The /summary attributes into group g; returns the name of the attribute
  * that failed, NULL on success. */
 static const char *ts_write_summary_attrs(hid_t g, const TsSummary *s) {
-    if (ts_attr_i64(g, "n_requests", s->n_requests) < 0) return "n_requests";
-    if (ts_attr_i64(g, "n_met", s->n_met) < 0) return "n_met";
-    if (ts_attr_i64(g, "n_finished", s->n_finished) < 0) return "n_finished";
+    if (ts_h5_attr_i64(g, "n_requests", s->n_requests) < 0) return "n_requests";
+    if (ts_h5_attr_i64(g, "n_met", s->n_met) < 0) return "n_met";
+    if (ts_h5_attr_i64(g, "n_finished", s->n_finished) < 0) return "n_finished";
     const struct {
         const char *name;
         double v;
@@ -432,14 +334,14 @@ static const char *ts_write_summary_attrs(hid_t g, const TsSummary *s) {
         {"makespan", s->makespan},
     };
     for (size_t i = 0; i < sizeof dv / sizeof dv[0]; i++)
-        if (ts_attr_f64(g, dv[i].name, dv[i].v) < 0) return dv[i].name;
+        if (ts_h5_attr_f64(g, dv[i].name, dv[i].v) < 0) return dv[i].name;
     int n_res = s->n_res < 0 ? 0 : s->n_res > TS_SUMMARY_MAX_RES ? TS_SUMMARY_MAX_RES : s->n_res;
-    if (ts_attr_put(g, "res_width", H5T_STD_I32LE, H5T_NATIVE_INT32, n_res, s->res_width) < 0)
+    if (ts_h5_attr_put(g, "res_width", H5T_STD_I32LE, H5T_NATIVE_INT32, n_res, s->res_width) < 0)
         return "res_width";
-    if (ts_attr_put(g, "res_height", H5T_STD_I32LE, H5T_NATIVE_INT32, n_res, s->res_height) < 0)
+    if (ts_h5_attr_put(g, "res_height", H5T_STD_I32LE, H5T_NATIVE_INT32, n_res, s->res_height) < 0)
         return "res_height";
-    if (ts_attr_put(g, "res_n", H5T_STD_I64LE, H5T_NATIVE_INT64, n_res, s->res_n) < 0) return "res_n";
-    if (ts_attr_put(g, "res_met", H5T_STD_I64LE, H5T_NATIVE_INT64, n_res, s->res_met) < 0)
+    if (ts_h5_attr_put(g, "res_n", H5T_STD_I64LE, H5T_NATIVE_INT64, n_res, s->res_n) < 0) return "res_n";
+    if (ts_h5_attr_put(g, "res_met", H5T_STD_I64LE, H5T_NATIVE_INT64, n_res, s->res_met) < 0)
         return "res_met";
     return NULL;
 }
@@ -538,16 +440,6 @@ void ts_results_close(TsResultsFile *f) {
 }
 
 /* ---- reading (report) ---- */
-
-static int ts_attr_get(hid_t loc, const char *name, hid_t mem_type, void *v) {
-    htri_t ex = H5Aexists(loc, name);
-    if (ex <= 0) return -1;
-    hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
-    if (a < 0) return -1;
-    herr_t rc = H5Aread(a, mem_type, v);
-    H5Aclose(a);
-    return rc < 0 ? -1 : 0;
-}
 
 /* A 1-D attribute of up to max elements; returns its length or -1. */
 static int64_t ts_attr_get_arr(hid_t loc, const char *name, hid_t mem_type, void *v, int64_t max) {
@@ -838,14 +730,14 @@ static int ts_report_file(const char *path) {
             fprintf(stderr, "tetriserve: report: %s: not an HDF5 file\n", path);
         else {
             char why[200] = "";
-            H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, ts_h5_walk_cb, why);
+            ts_h5_why(why, sizeof why);
             fprintf(stderr, "tetriserve: report: %s: cannot open HDF5 file%s%s\n", path,
                     why[0] ? ": " : "", why);
         }
         goto done;
     }
     int32_t schema = 0, n_gpus = 0;
-    if (ts_attr_get(file, "schema_version", H5T_NATIVE_INT32, &schema) < 0) {
+    if (ts_h5_attr_get(file, "schema_version", H5T_NATIVE_INT32, &schema) < 0) {
         fprintf(stderr,
                 "tetriserve: report: %s: not a tetriserve results file (no schema_version "
                 "attribute)\n",
@@ -864,8 +756,8 @@ static int ts_report_file(const char *path) {
         goto done;
     }
     uint8_t complete = 0;
-    if (ts_attr_get(file, "complete", H5T_NATIVE_UINT8, &complete) < 0) complete = 0;
-    if (ts_attr_get(file, "n_gpus", H5T_NATIVE_INT32, &n_gpus) < 0) n_gpus = 0;
+    if (ts_h5_attr_get(file, "complete", H5T_NATIVE_UINT8, &complete) < 0) complete = 0;
+    if (ts_h5_attr_get(file, "n_gpus", H5T_NATIVE_INT32, &n_gpus) < 0) n_gpus = 0;
 
     TsSummary s;
     memset(&s, 0, sizeof s);
@@ -875,16 +767,16 @@ static int ts_report_file(const char *path) {
         s.n_finished = -1;
         s.latency_mean = s.latency_p50 = s.latency_p90 = s.latency_p99 = NAN;
         s.gpu_busy_fraction = s.makespan = s.sar = NAN;
-        ts_attr_get(g, "n_requests", H5T_NATIVE_INT64, &s.n_requests);
-        ts_attr_get(g, "n_met", H5T_NATIVE_INT64, &s.n_met);
-        ts_attr_get(g, "n_finished", H5T_NATIVE_INT64, &s.n_finished);
-        ts_attr_get(g, "sar", H5T_NATIVE_DOUBLE, &s.sar);
-        ts_attr_get(g, "latency_mean", H5T_NATIVE_DOUBLE, &s.latency_mean);
-        ts_attr_get(g, "latency_p50", H5T_NATIVE_DOUBLE, &s.latency_p50);
-        ts_attr_get(g, "latency_p90", H5T_NATIVE_DOUBLE, &s.latency_p90);
-        ts_attr_get(g, "latency_p99", H5T_NATIVE_DOUBLE, &s.latency_p99);
-        ts_attr_get(g, "gpu_busy_fraction", H5T_NATIVE_DOUBLE, &s.gpu_busy_fraction);
-        ts_attr_get(g, "makespan", H5T_NATIVE_DOUBLE, &s.makespan);
+        ts_h5_attr_get(g, "n_requests", H5T_NATIVE_INT64, &s.n_requests);
+        ts_h5_attr_get(g, "n_met", H5T_NATIVE_INT64, &s.n_met);
+        ts_h5_attr_get(g, "n_finished", H5T_NATIVE_INT64, &s.n_finished);
+        ts_h5_attr_get(g, "sar", H5T_NATIVE_DOUBLE, &s.sar);
+        ts_h5_attr_get(g, "latency_mean", H5T_NATIVE_DOUBLE, &s.latency_mean);
+        ts_h5_attr_get(g, "latency_p50", H5T_NATIVE_DOUBLE, &s.latency_p50);
+        ts_h5_attr_get(g, "latency_p90", H5T_NATIVE_DOUBLE, &s.latency_p90);
+        ts_h5_attr_get(g, "latency_p99", H5T_NATIVE_DOUBLE, &s.latency_p99);
+        ts_h5_attr_get(g, "gpu_busy_fraction", H5T_NATIVE_DOUBLE, &s.gpu_busy_fraction);
+        ts_h5_attr_get(g, "makespan", H5T_NATIVE_DOUBLE, &s.makespan);
         int64_t n_w = ts_attr_get_arr(g, "res_width", H5T_NATIVE_INT32, s.res_width,
                                       TS_SUMMARY_MAX_RES);
         int64_t n_h = ts_attr_get_arr(g, "res_height", H5T_NATIVE_INT32, s.res_height,

@@ -30,6 +30,7 @@
 
 #include "ts_results.h"
 #include "ts_sim.h"
+#include "ts_h5.h"
 
 #define TS_SWEEP_SCHEMA_VERSION 1
 #define TS_SWEEP_CHUNK_ROWS 256
@@ -901,128 +902,7 @@ TsStatus ts_sweep_write_scenario(const TsSweepRunner *r, int64_t index, const Ts
  * The HDF5 sweep file
  * ====================================================================== */
 
-static herr_t ts_h5_walk_cb(unsigned n, const H5E_error2_t *e, void *data) {
-    (void)n;
-    if (e->desc && e->desc[0]) snprintf((char *)data, 200, "%s", e->desc);
-    return 0;
-}
-
 /* "<formatted>: <innermost HDF5 error>"; before any other HDF5 call. */
-static TsStatus ts_h5_fail(TsErr *err, const char *fmt, ...) TS_PRINTF(2, 3);
-static TsStatus ts_h5_fail(TsErr *err, const char *fmt, ...) {
-    char head[TS_ERR_MAX], why[200] = "";
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(head, sizeof head, fmt, ap);
-    va_end(ap);
-    H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, ts_h5_walk_cb, why);
-    if (why[0]) return ts_err(err, TS_ERR_IO, "%s: %s", head, why);
-    return ts_err(err, TS_ERR_IO, "%s", head);
-}
-
-#define TS_H5_TRY(expr, ...)                   \
-    do {                                       \
-        if ((expr) < 0) {                      \
-            st = ts_h5_fail(err, __VA_ARGS__); \
-            goto done;                         \
-        }                                      \
-    } while (0)
-
-static void ts_h5_close(hid_t id) {
-    if (id < 0) return;
-    switch (H5Iget_type(id)) {
-    case H5I_FILE: H5Fclose(id); break;
-    case H5I_GROUP: H5Gclose(id); break;
-    case H5I_DATATYPE: H5Tclose(id); break;
-    case H5I_DATASPACE: H5Sclose(id); break;
-    case H5I_DATASET: H5Dclose(id); break;
-    case H5I_ATTR: H5Aclose(id); break;
-    case H5I_GENPROP_LST: H5Pclose(id); break;
-    default: break;
-    }
-}
-
-static TsStatus ts_h5_close_file(hid_t file, TsStatus st, const char *path, TsErr *err) {
-    if (file < 0) return st;
-    if (H5Fclose(file) < 0 && st == TS_OK) return ts_h5_fail(err, "%s: cannot close HDF5 file", path);
-    return st;
-}
-
-/* n < 0: scalar. Replaces an existing attribute. */
-static herr_t ts_attr_put(hid_t loc, const char *name, hid_t ftype, hid_t mtype, int64_t n,
-                          const void *v) {
-    herr_t rc = -1;
-    hid_t sp = H5I_INVALID_HID, a = H5I_INVALID_HID;
-    htri_t ex = H5Aexists(loc, name);
-    if (ex < 0 || (ex > 0 && H5Adelete(loc, name) < 0)) goto done;
-    hsize_t dim = n > 0 ? (hsize_t)n : 0;
-    sp = n < 0 ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, &dim, NULL);
-    if (sp < 0) goto done;
-    if ((a = H5Acreate2(loc, name, ftype, sp, H5P_DEFAULT, H5P_DEFAULT)) < 0) goto done;
-    if (n != 0 && H5Awrite(a, mtype, v) < 0) goto done;
-    rc = 0;
-done:
-    ts_h5_close(a);
-    ts_h5_close(sp);
-    return rc;
-}
-
-static hid_t ts_vlstr_type(void) {
-    hid_t t = H5Tcopy(H5T_C_S1);
-    if (t < 0) return t;
-    if (H5Tset_size(t, H5T_VARIABLE) < 0 || H5Tset_cset(t, H5T_CSET_UTF8) < 0) {
-        H5Tclose(t);
-        return H5I_INVALID_HID;
-    }
-    return t;
-}
-
-/* n < 0: the scalar string v[0]. */
-static herr_t ts_attr_strs(hid_t loc, const char *name, const char *const *v, int64_t n) {
-    hid_t t = ts_vlstr_type();
-    if (t < 0) return -1;
-    herr_t rc = ts_attr_put(loc, name, t, t, n, v);
-    H5Tclose(t);
-    return rc;
-}
-static herr_t ts_attr_str(hid_t loc, const char *name, const char *v) {
-    const char *s = v ? v : "";
-    return ts_attr_strs(loc, name, &s, -1);
-}
-static herr_t ts_attr_i32(hid_t loc, const char *name, int32_t v) {
-    return ts_attr_put(loc, name, H5T_STD_I32LE, H5T_NATIVE_INT32, -1, &v);
-}
-static herr_t ts_attr_i64(hid_t loc, const char *name, int64_t v) {
-    return ts_attr_put(loc, name, H5T_STD_I64LE, H5T_NATIVE_INT64, -1, &v);
-}
-static herr_t ts_attr_f64(hid_t loc, const char *name, double v) {
-    return ts_attr_put(loc, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, -1, &v);
-}
-static herr_t ts_attr_u8(hid_t loc, const char *name, uint8_t v) {
-    return ts_attr_put(loc, name, H5T_STD_U8LE, H5T_NATIVE_UINT8, -1, &v);
-}
-
-static int ts_attr_get(hid_t loc, const char *name, hid_t mtype, void *v) {
-    if (H5Aexists(loc, name) <= 0) return -1;
-    hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
-    if (a < 0) return -1;
-    herr_t rc = H5Aread(a, mtype, v);
-    H5Aclose(a);
-    return rc < 0 ? -1 : 0;
-}
-
-/* A scalar variable-length string attribute into buf. */
-static int ts_attr_get_str(hid_t loc, const char *name, char *buf, size_t len) {
-    buf[0] = '\0';
-    hid_t t = ts_vlstr_type();
-    char *s = NULL;
-    int rc = t < 0 ? -1 : ts_attr_get(loc, name, t, &s);
-    if (rc == 0 && s) snprintf(buf, len, "%s", s);
-    if (s) H5free_memory(s);
-    ts_h5_close(t);
-    return rc;
-}
-
 /* The compound type of a row: in memory (the struct) or packed
  * little-endian in the file. */
 static hid_t ts_sweep_row_type(int file) {
@@ -1136,7 +1016,7 @@ static TsStatus ts_sweep_write_rows(hid_t file, const char *path, const TsSweepR
     if (n > 0)
         TS_H5_TRY(H5Dwrite(d, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, rows), "%s: cannot write /sweep",
                   path);
-    TS_H5_TRY(ts_attr_i64(file, "n_rows", n), "%s: cannot write attribute n_rows", path);
+    TS_H5_TRY(ts_h5_attr_i64(file, "n_rows", n), "%s: cannot write attribute n_rows", path);
 done:
     ts_h5_close(t);
     ts_h5_close(d);
@@ -1183,47 +1063,47 @@ TsStatus ts_sweep_file_create(const TsSweepRunner *r, const char *command_line, 
         what = name;            \
         if ((expr) < 0) goto attr_fail; \
     } while (0)
-    TS_PUT("schema_version", ts_attr_i32(file, "schema_version", TS_SWEEP_SCHEMA_VERSION));
-    TS_PUT("tetriserve_version", ts_attr_str(file, "tetriserve_version", ts_version_string()));
-    TS_PUT("created", ts_attr_str(file, "created", created));
-    TS_PUT("mode", ts_attr_str(file, "mode", "sweep"));
-    TS_PUT("backend", ts_attr_str(file, "backend", "sim"));
-    TS_PUT("command_line", ts_attr_str(file, "command_line", command_line));
-    TS_PUT("profile", ts_attr_str(file, "profile", g->profile_path));
-    TS_PUT("profile_model", ts_attr_str(file, "profile_model", r->profile.model));
-    TS_PUT("profile_gpu", ts_attr_str(file, "profile_gpu", r->profile.gpu));
-    TS_PUT("policies", ts_attr_strs(file, "policies", names, g->n_policies));
+    TS_PUT("schema_version", ts_h5_attr_i32(file, "schema_version", TS_SWEEP_SCHEMA_VERSION));
+    TS_PUT("tetriserve_version", ts_h5_attr_str(file, "tetriserve_version", ts_version_string()));
+    TS_PUT("created", ts_h5_attr_str(file, "created", created));
+    TS_PUT("mode", ts_h5_attr_str(file, "mode", "sweep"));
+    TS_PUT("backend", ts_h5_attr_str(file, "backend", "sim"));
+    TS_PUT("command_line", ts_h5_attr_str(file, "command_line", command_line));
+    TS_PUT("profile", ts_h5_attr_str(file, "profile", g->profile_path));
+    TS_PUT("profile_model", ts_h5_attr_str(file, "profile_model", r->profile.model));
+    TS_PUT("profile_gpu", ts_h5_attr_str(file, "profile_gpu", r->profile.gpu));
+    TS_PUT("policies", ts_h5_attr_strs(file, "policies", names, g->n_policies));
     ts_sweep_policy_config(g, buf, sizeof buf);
-    TS_PUT("policy_options", ts_attr_str(file, "policy_options", buf));
-    TS_PUT("source_kind", ts_attr_str(file, "source_kind", g->kind == TS_SWEEP_MIXES ? "mix" : "trace"));
-    TS_PUT("sources", ts_attr_strs(file, "sources", (const char *const *)g->source, g->n_sources));
-    TS_PUT("rates_per_min", ts_attr_put(file, "rates_per_min", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE,
+    TS_PUT("policy_options", ts_h5_attr_str(file, "policy_options", buf));
+    TS_PUT("source_kind", ts_h5_attr_str(file, "source_kind", g->kind == TS_SWEEP_MIXES ? "mix" : "trace"));
+    TS_PUT("sources", ts_h5_attr_strs(file, "sources", (const char *const *)g->source, g->n_sources));
+    TS_PUT("rates_per_min", ts_h5_attr_put(file, "rates_per_min", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE,
                                         g->kind == TS_SWEEP_MIXES ? g->n_rates : 0, g->rate_per_min));
-    TS_PUT("slo_scales", ts_attr_put(file, "slo_scales", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE,
+    TS_PUT("slo_scales", ts_h5_attr_put(file, "slo_scales", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE,
                                      g->n_scales, g->slo_scale));
-    TS_PUT("gpus", ts_attr_put(file, "gpus", H5T_STD_I32LE, H5T_NATIVE_INT32, g->n_gpus, g->gpus));
-    TS_PUT("seeds", ts_attr_put(file, "seeds", H5T_STD_I64LE, H5T_NATIVE_INT64, g->n_seeds, g->seed));
-    TS_PUT("requests", ts_attr_i64(file, "requests", g->kind == TS_SWEEP_MIXES ? g->requests : 0));
-    TS_PUT("steps", ts_attr_i32(file, "steps", g->kind == TS_SWEEP_MIXES ? g->steps : 0));
-    TS_PUT("arrival", ts_attr_str(file, "arrival", g->kind == TS_SWEEP_MIXES ? g->arrival_spec : ""));
-    TS_PUT("gpus_per_node", ts_attr_i32(file, "gpus_per_node", gpn));
-    TS_PUT("resolutions", ts_attr_strs(file, "resolutions", resp, g->n_res));
-    TS_PUT("res_width", ts_attr_put(file, "res_width", H5T_STD_I32LE, H5T_NATIVE_INT32, g->n_res,
+    TS_PUT("gpus", ts_h5_attr_put(file, "gpus", H5T_STD_I32LE, H5T_NATIVE_INT32, g->n_gpus, g->gpus));
+    TS_PUT("seeds", ts_h5_attr_put(file, "seeds", H5T_STD_I64LE, H5T_NATIVE_INT64, g->n_seeds, g->seed));
+    TS_PUT("requests", ts_h5_attr_i64(file, "requests", g->kind == TS_SWEEP_MIXES ? g->requests : 0));
+    TS_PUT("steps", ts_h5_attr_i32(file, "steps", g->kind == TS_SWEEP_MIXES ? g->steps : 0));
+    TS_PUT("arrival", ts_h5_attr_str(file, "arrival", g->kind == TS_SWEEP_MIXES ? g->arrival_spec : ""));
+    TS_PUT("gpus_per_node", ts_h5_attr_i32(file, "gpus_per_node", gpn));
+    TS_PUT("resolutions", ts_h5_attr_strs(file, "resolutions", resp, g->n_res));
+    TS_PUT("res_width", ts_h5_attr_put(file, "res_width", H5T_STD_I32LE, H5T_NATIVE_INT32, g->n_res,
                                     g->res_width));
-    TS_PUT("res_height", ts_attr_put(file, "res_height", H5T_STD_I32LE, H5T_NATIVE_INT32, g->n_res,
+    TS_PUT("res_height", ts_h5_attr_put(file, "res_height", H5T_STD_I32LE, H5T_NATIVE_INT32, g->n_res,
                                      g->res_height));
-    TS_PUT("n_scenarios", ts_attr_i64(file, "n_scenarios", total));
-    TS_PUT("slice_index", ts_attr_i32(file, "slice_index", g->slice_index));
-    TS_PUT("slice_count", ts_attr_i32(file, "slice_count", g->slice_count));
-    TS_PUT("index_order", ts_attr_str(file, "index_order", TS_SWEEP_INDEX_ORDER));
+    TS_PUT("n_scenarios", ts_h5_attr_i64(file, "n_scenarios", total));
+    TS_PUT("slice_index", ts_h5_attr_i32(file, "slice_index", g->slice_index));
+    TS_PUT("slice_count", ts_h5_attr_i32(file, "slice_count", g->slice_count));
+    TS_PUT("index_order", ts_h5_attr_str(file, "index_order", TS_SWEEP_INDEX_ORDER));
     ts_sweep_grid_id(g, buf, sizeof buf);
-    TS_PUT("grid_id", ts_attr_str(file, "grid_id", buf));
-    TS_PUT("ranks", ts_attr_i32(file, "ranks", ranks));
-    TS_PUT("keep_scenarios", ts_attr_u8(file, "keep_scenarios", (uint8_t)g->keep_scenarios));
-    TS_PUT("complete", ts_attr_u8(file, "complete", 0));
+    TS_PUT("grid_id", ts_h5_attr_str(file, "grid_id", buf));
+    TS_PUT("ranks", ts_h5_attr_i32(file, "ranks", ranks));
+    TS_PUT("keep_scenarios", ts_h5_attr_u8(file, "keep_scenarios", (uint8_t)g->keep_scenarios));
+    TS_PUT("complete", ts_h5_attr_u8(file, "complete", 0));
 #undef TS_PUT
     TS_H5_TRY(d = ts_sweep_dset_create(file), "%s: cannot create /sweep", path);
-    TS_H5_TRY(ts_attr_i64(file, "n_rows", 0), "%s: cannot write attribute n_rows", path);
+    TS_H5_TRY(ts_h5_attr_i64(file, "n_rows", 0), "%s: cannot write attribute n_rows", path);
     goto done;
 attr_fail:
     st = ts_h5_fail(err, "%s: cannot write attribute %s", path, what);
@@ -1240,8 +1120,8 @@ TsStatus ts_sweep_file_finish(const TsSweepGrid *g, const TsSweepRow *rows, int6
     hid_t file = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
     if (file < 0) return ts_h5_fail(err, "%s: cannot reopen the sweep file", path);
     if ((st = ts_sweep_write_rows(file, path, rows, n, err))) goto done;
-    TS_H5_TRY(ts_attr_f64(file, "wall_s", wall_s), "%s: cannot write attribute wall_s", path);
-    TS_H5_TRY(ts_attr_u8(file, "complete", 1), "%s: cannot write attribute complete", path);
+    TS_H5_TRY(ts_h5_attr_f64(file, "wall_s", wall_s), "%s: cannot write attribute wall_s", path);
+    TS_H5_TRY(ts_h5_attr_u8(file, "complete", 1), "%s: cannot write attribute complete", path);
 done:
     return ts_h5_close_file(file, st, path, err);
 }
@@ -1250,7 +1130,7 @@ void ts_sweep_file_fail(const char *path, const char *msg) {
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     hid_t file = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
     if (file < 0) return;
-    ts_attr_str(file, "error", msg);
+    ts_h5_attr_str(file, "error", msg);
     H5Fclose(file);
 }
 
@@ -1320,18 +1200,18 @@ static TsStatus ts_part_open(const char *path, TsPart *p, TsErr *err) {
         fclose(f);
         return ts_h5_fail(err, "%s: cannot open HDF5 file", path);
     }
-    if (ts_attr_get_str(p->file, "mode", mode, sizeof mode) < 0 || strcmp(mode, "sweep") != 0)
+    if (ts_h5_attr_get_str(p->file, "mode", mode, sizeof mode) < 0 || strcmp(mode, "sweep") != 0)
         return ts_err(err, TS_ERR_INPUT, "%s: not a tetriserve sweep file (mode is not 'sweep')", path);
-    if (ts_attr_get_str(p->file, "grid_id", p->grid_id, sizeof p->grid_id) < 0 ||
-        ts_attr_get(p->file, "n_scenarios", H5T_NATIVE_INT64, &p->n_scenarios) < 0 ||
-        ts_attr_get(p->file, "slice_index", H5T_NATIVE_INT32, &p->slice_index) < 0 ||
-        ts_attr_get(p->file, "slice_count", H5T_NATIVE_INT32, &p->slice_count) < 0)
+    if (ts_h5_attr_get_str(p->file, "grid_id", p->grid_id, sizeof p->grid_id) < 0 ||
+        ts_h5_attr_get(p->file, "n_scenarios", H5T_NATIVE_INT64, &p->n_scenarios) < 0 ||
+        ts_h5_attr_get(p->file, "slice_index", H5T_NATIVE_INT32, &p->slice_index) < 0 ||
+        ts_h5_attr_get(p->file, "slice_count", H5T_NATIVE_INT32, &p->slice_count) < 0)
         return ts_err(err, TS_ERR_INPUT, "%s: lacks the grid attributes of a sweep file", path);
-    if (ts_attr_get(p->file, "complete", H5T_NATIVE_UINT8, &complete) < 0 || !complete)
+    if (ts_h5_attr_get(p->file, "complete", H5T_NATIVE_UINT8, &complete) < 0 || !complete)
         return ts_err(err, TS_ERR_INPUT, "%s: incomplete (complete = 0): rerun slice %d/%d", path,
                       (int)p->slice_index, (int)p->slice_count);
     p->wall_s = NAN;
-    ts_attr_get(p->file, "wall_s", H5T_NATIVE_DOUBLE, &p->wall_s);
+    ts_h5_attr_get(p->file, "wall_s", H5T_NATIVE_DOUBLE, &p->wall_s);
     return TS_OK;
 }
 
@@ -1442,12 +1322,12 @@ TsStatus ts_sweep_merge(const char *out, char *const *parts, int n_parts, int64_
               "%s: cannot copy the attributes of %s", out, parts[0]);
     char created[32];
     ts_iso8601_now(created, sizeof created);
-    TS_H5_TRY(ts_attr_u8(file, "complete", 0), "%s: cannot write attribute complete", out);
-    TS_H5_TRY(ts_attr_str(file, "created", created), "%s: cannot write attribute created", out);
-    TS_H5_TRY(ts_attr_i32(file, "slice_index", 0), "%s: cannot write attribute slice_index", out);
-    TS_H5_TRY(ts_attr_i32(file, "slice_count", 1), "%s: cannot write attribute slice_count", out);
-    TS_H5_TRY(ts_attr_f64(file, "wall_s", wall_max), "%s: cannot write attribute wall_s", out);
-    TS_H5_TRY(ts_attr_strs(file, "merged_from", (const char *const *)parts, n_parts),
+    TS_H5_TRY(ts_h5_attr_u8(file, "complete", 0), "%s: cannot write attribute complete", out);
+    TS_H5_TRY(ts_h5_attr_str(file, "created", created), "%s: cannot write attribute created", out);
+    TS_H5_TRY(ts_h5_attr_i32(file, "slice_index", 0), "%s: cannot write attribute slice_index", out);
+    TS_H5_TRY(ts_h5_attr_i32(file, "slice_count", 1), "%s: cannot write attribute slice_count", out);
+    TS_H5_TRY(ts_h5_attr_f64(file, "wall_s", wall_max), "%s: cannot write attribute wall_s", out);
+    TS_H5_TRY(ts_h5_attr_strs(file, "merged_from", (const char *const *)parts, n_parts),
               "%s: cannot write attribute merged_from", out);
     if ((st = ts_sweep_write_rows(file, out, all, total, err))) goto done;
 
@@ -1472,7 +1352,7 @@ TsStatus ts_sweep_merge(const char *out, char *const *parts, int n_parts, int64_
         ts_h5_close(g);
         g = H5I_INVALID_HID;
     }
-    TS_H5_TRY(ts_attr_u8(file, "complete", 1), "%s: cannot write attribute complete", out);
+    TS_H5_TRY(ts_h5_attr_u8(file, "complete", 1), "%s: cannot write attribute complete", out);
     *n_rows = total;
 done:
     for (int64_t k = 0; k < names.n; k++) free(names.name[k]);
