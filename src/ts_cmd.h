@@ -13,6 +13,14 @@ int ts_cmd_export(int argc, char **argv); /* ts_export.c */
 int ts_cmd_run(int argc, char **argv);    /* mpi_run.c */
 int ts_cmd_profile(int argc, char **argv); /* mpi_profile.c */
 
+/* The `#` header (version, trace, profile) and the summary table that
+ * simulate prints; shared with run (ts_cmd_sim.c). */
+struct TsTrace;
+struct TsProfile;
+struct TsSummary;
+void ts_cmd_print_header(const char *verb, const struct TsTrace *t, const struct TsProfile *p);
+void ts_cmd_print_summary(const struct TsSummary *s);
+
 /* The command line as one string (for results files); static buffer. */
 const char *ts_cmd_line(int argc, char **argv, const char *verb);
 

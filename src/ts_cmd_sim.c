@@ -39,7 +39,7 @@ static const char *ts_basename_noext(const char *path, char *buf, size_t len) {
     return buf;
 }
 
-static void ts_print_header(const char *verb, const TsTrace *t, const TsProfile *p) {
+void ts_cmd_print_header(const char *verb, const TsTrace *t, const TsProfile *p) {
     printf("# tetriserve %s %s\n", ts_version_string(), verb);
     double span = t->n ? t->req[t->n - 1].arrival_s : 0;
     printf("# trace: %s (%lld requests over %.1f s)\n", t->path, (long long)t->n, span);
@@ -48,7 +48,7 @@ static void ts_print_header(const char *verb, const TsTrace *t, const TsProfile 
     if (p->source[0]) printf("# profile source: %.200s%s\n", p->source, strlen(p->source) > 200 ? " ..." : "");
 }
 
-static void ts_print_summary(const TsSummary *s) {
+void ts_cmd_print_summary(const TsSummary *s) {
     printf("%9s %6s %7s %9s %9s %9s %9s %6s %10s\n", "requests", "met", "SAR", "lat_mean",
            "lat_p50", "lat_p90", "lat_p99", "busy", "makespan");
     printf("%9lld %6lld %7.4f %9.3f %9.3f %9.3f %9.3f %6.3f %10.3f\n", (long long)s->n_requests,
@@ -211,11 +211,11 @@ int ts_cmd_simulate(int argc, char **argv) {
     } else {
         rc = 0;
         if (!quiet) {
-            ts_print_header("simulate", &t, &p);
+            ts_cmd_print_header("simulate", &t, &p);
             printf("# gpus: %d  policy: %s (%s)  slo_scale: %.3f  seed: %lld  round_s: %.6f\n", gpus,
                    policy, res.policy_options, scale, (long long)seed, res.round_s);
             printf("# out: %s\n", sc.out_path ? sc.out_path : "(none)");
-            ts_print_summary(&res.sum);
+            ts_cmd_print_summary(&res.sum);
             printf("# simulated in %.6f s (%lld decisions, %.6f s deciding)\n", res.wall_s,
                    (long long)res.n_decisions, res.decide_s);
         }

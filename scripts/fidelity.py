@@ -1,0 +1,56 @@
+#!/usr/bin/python3
+"""Compare a live run with a simulation of the same trace and profile.
+
+usage: /usr/bin/python3 scripts/fidelity.py RUN.h5 SIM.h5 [--max-dsar X] [--max-lat-err F]
+
+Prints SAR of both, |dSAR|, and the per-request latency error |L_run - L_sim| / L_sim
+(latency = finish - arrival) over requests finished in both: median, p90, max.
+With --max-dsar / --max-lat-err (fraction, e.g. 0.02), exits 1 if a target is missed.
+"""
+import argparse
+import sys
+
+import h5py
+import numpy as np
+
+
+def load(path):
+    with h5py.File(path, "r") as f:
+        r = f["requests"][:]
+        s = f["summary"].attrs
+        return dict(id=r["id"], lat=r["finish"] - r["arrival"], met=r["met"], status=r["status"],
+                    sar=float(s["sar"]), mode=f.attrs["mode"], backend=f.attrs["backend"])
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("run")
+    ap.add_argument("sim")
+    ap.add_argument("--max-dsar", type=float)
+    ap.add_argument("--max-lat-err", type=float)
+    a = ap.parse_args()
+    run, sim = load(a.run), load(a.sim)
+    order = {i: k for k, i in enumerate(sim["id"])}
+    idx = np.array([order[i] for i in run["id"]])
+    lr, ls = run["lat"], sim["lat"][idx]
+    both = np.isfinite(lr) & np.isfinite(ls) & (ls > 0)
+    err = np.abs(lr[both] - ls[both]) / ls[both]
+    dsar = abs(run["sar"] - sim["sar"])
+    med = float(np.median(err)) if err.size else float("nan")
+    print("fidelity: %s (%s/%s) vs %s (%s/%s)" % (a.run, run["mode"], run["backend"], a.sim,
+                                                   sim["mode"], sim["backend"]))
+    print("SAR run %.4f  sim %.4f  |dSAR| %.4f" % (run["sar"], sim["sar"], dsar))
+    if err.size:
+        print("latency error over %d requests: median %.2f%%  p90 %.2f%%  max %.2f%%  "
+              "(mean latency run %.3f s, sim %.3f s)" % (err.size, 100 * med,
+              100 * np.percentile(err, 90), 100 * err.max(), lr[both].mean(), ls[both].mean()))
+    ok = True
+    if a.max_dsar is not None and not dsar <= a.max_dsar:
+        print("MISSED: |dSAR| %.4f > %.4f" % (dsar, a.max_dsar)); ok = False
+    if a.max_lat_err is not None and not med <= a.max_lat_err:
+        print("MISSED: median latency error %.4f > %.4f" % (med, a.max_lat_err)); ok = False
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,168 @@
+#!/usr/bin/env bash
+# test_run.sh - `tetriserve run`, the live executor under mpirun:
+#  1. emu backend (np 5, --speedup 20): sp2, rssp and tetriserve runs give
+#     valid complete results files (check_results.py), mode run / backend
+#     emu, the `#` header and summary table; rssp's SAR matches simulate's;
+#  2. cpu backend (tiny DiT on a hand-made profile): np 3 sp2, np 5 sp1 and
+#     tetriserve; the sum of the final latents is the same whatever the
+#     degrees and latent moves (tetriserve must move latents);
+#  3. bad options and cuda: one `tetriserve run:` line, non-zero exit, fast;
+#  4. faults: a hung worker is named and the file is left with complete = 0;
+#     a worker that exits makes Open MPI kill the job (rank 0 gets SIGTERM
+#     and writes the file); SIGINT to rank 0 ends the run the same way;
+#  5. srun --mpi=pmix -n 5 when a local Slurm answers (skipped otherwise).
+set -u
+bin=${TS_BIN:?}
+py=/usr/bin/python3
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+export OPENBLAS_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+export OMPI_MCA_rmaps_base_oversubscribe=1
+fails=0
+ok() { echo "ok   $*"; }
+bad() { echo "FAIL $*"; fails=$((fails + 1)); }
+prof=profiles/flux1-dev_h100x8.csv
+check() { "$py" scripts/check_results.py "$@" >"$tmp/check.out" 2>&1; }
+attr() { "$py" -c "import h5py,sys; f=h5py.File(sys.argv[1],'r'); v=f.attrs[sys.argv[2]]; print(v.decode() if isinstance(v, bytes) else v)" "$1" "$2"; }
+
+"$bin" trace-gen --n 30 --rate 60 --mix 256:0.5,512:0.5 --seed 4 --out "$tmp/t.csv" >/dev/null ||
+    bad "trace-gen"
+
+# 1. emu
+for pol in sp2 rssp tetriserve; do
+    out=$tmp/emu_$pol.h5
+    if mpirun -np 5 "$bin" run --backend emu --trace "$tmp/t.csv" --profile "$prof" --policy "$pol" \
+        --speedup 20 --out "$out" >"$tmp/emu.out" 2>"$tmp/emu.err"; then
+        if check "$out" && [ "$(attr "$out" mode)" = run ] && [ "$(attr "$out" backend)" = emu ] &&
+            [ "$(attr "$out" complete)" = 1 ]; then
+            ok "emu $pol: $(cat "$tmp/check.out")"
+        else
+            bad "emu $pol: results file"; cat "$tmp/check.out"
+        fi
+        grep -q '^# tetriserve .* run$' "$tmp/emu.out" && grep -q '^ *requests *met *SAR' "$tmp/emu.out" &&
+            grep -q '^# latent moves: ' "$tmp/emu.out" && grep -q '^# control: ' "$tmp/emu.out" &&
+            ok "emu $pol: # header and summary table" || { bad "emu $pol: stdout"; cat "$tmp/emu.out"; }
+    else
+        bad "emu $pol: exit $?"; cat "$tmp/emu.err"
+    fi
+done
+"$bin" simulate --trace "$tmp/t.csv" --profile "$prof" --gpus 4 --policy rssp --out "$tmp/sim_rssp.h5" --quiet
+"$py" scripts/fidelity.py "$tmp/emu_rssp.h5" "$tmp/sim_rssp.h5" --max-dsar 0.05 --max-lat-err 0.05 \
+    >"$tmp/fid.out" 2>&1 && ok "emu rssp vs simulate: $(sed -n 2p "$tmp/fid.out")" ||
+    { bad "emu rssp far from simulate"; cat "$tmp/fid.out"; }
+
+# 2. cpu
+cat >"$tmp/cpu.csv" <<'EOF'
+# model: tiny
+# gpu: cpu
+# gpus_per_node: 4
+# source: hand numbers for the test (not measured)
+width,height,degree,batch,step_ms
+256,256,1,1,20
+256,256,2,1,12
+256,256,4,1,8
+256,256,1,2,30
+EOF
+printf 'id,arrival_s,width,height,steps,slo_s\n0,0,256,256,4,1\n1,0.05,256,256,4,1\n2,0.1,256,256,4,1\n3,0.3,256,256,4,1\n' >"$tmp/c4.csv"
+"$py" -c "
+print('id,arrival_s,width,height,steps,slo_s')
+for i in range(10): print('%d,%.3f,256,256,8,%s' % (i, 0.03 * i, '0.25' if i % 2 else '0.6'))" >"$tmp/c10.csv"
+sum_of() { sed -n "s/^# cpu: sum of the finished requests' final latents \([^ ]*\) .*/\1/p" "$1"; }
+if mpirun -np 3 "$bin" run --backend cpu --trace "$tmp/c4.csv" --profile "$tmp/cpu.csv" --policy sp2 \
+    --out "$tmp/cpu_sp2.h5" >"$tmp/cpu_sp2.out" 2>&1 && check "$tmp/cpu_sp2.h5"; then
+    ok "cpu np 3 sp2: $(cat "$tmp/check.out")"
+else
+    bad "cpu np 3 sp2"; cat "$tmp/cpu_sp2.out" "$tmp/check.out"
+fi
+for pol in sp1 tetriserve; do
+    if mpirun -np 5 "$bin" run --backend cpu --trace "$tmp/c10.csv" --profile "$tmp/cpu.csv" --policy $pol \
+        --out "$tmp/cpu_$pol.h5" >"$tmp/cpu_$pol.out" 2>&1 && check "$tmp/cpu_$pol.h5"; then
+        ok "cpu np 5 $pol: $(cat "$tmp/check.out"), latent sum $(sum_of "$tmp/cpu_$pol.out")"
+    else
+        bad "cpu np 5 $pol"; cat "$tmp/cpu_$pol.out" "$tmp/check.out"
+    fi
+done
+grep -Eq '^# latent moves: [1-9]' "$tmp/cpu_tetriserve.out" && ok "cpu tetriserve: $(grep '^# latent moves' "$tmp/cpu_tetriserve.out")" ||
+    bad "cpu tetriserve moved no latent: $(grep '^# latent moves' "$tmp/cpu_tetriserve.out")"
+a=$(sum_of "$tmp/cpu_sp1.out") b=$(sum_of "$tmp/cpu_tetriserve.out")
+"$py" -c "import sys; a, b = float(sys.argv[1]), float(sys.argv[2]); sys.exit(abs(a - b) > 1e-5 * abs(a))" "$a" "$b" &&
+    ok "cpu: same final latents with degree 1 only (sp1) and with moves (tetriserve): $a / $b" ||
+    bad "cpu: final latents differ: sp1 $a, tetriserve $b"
+
+# 3. bad input: one line from tetriserve, non-zero exit, quickly.
+expect_fail() { # what, pattern, np (0 = no mpirun), args...
+    local what=$1 pat=$2 np=$3; shift 3
+    local t0=$SECONDS rc
+    if [ "$np" = 0 ]; then "$bin" run "$@" >"$tmp/f.out" 2>"$tmp/f.err"; rc=$?
+    else mpirun -np "$np" "$bin" run "$@" >"$tmp/f.out" 2>"$tmp/f.err"; rc=$?; fi
+    local n; n=$(grep -c '^tetriserve run: ' "$tmp/f.err")
+    if [ $rc -ne 0 ] && [ "$n" -eq 1 ] && grep -q -- "$pat" "$tmp/f.err" && [ $((SECONDS - t0)) -lt 10 ]; then
+        ok "$what: $(grep '^tetriserve run: ' "$tmp/f.err")"
+    else
+        bad "$what: rc $rc, $n tetriserve lines"; cat "$tmp/f.err"
+    fi
+}
+good=(--trace "$tmp/t.csv" --profile "$prof" --policy sp1 --out "$tmp/bad.h5")
+expect_fail "cuda backend" "cuda backend: not built / no CUDA device" 3 --backend cuda "${good[@]}"
+expect_fail "unknown backend" "--backend: unknown backend 'gpu'" 3 --backend gpu "${good[@]}"
+expect_fail "unknown policy" "--policy: unknown policy" 3 --backend emu --trace "$tmp/t.csv" --profile "$prof" --policy nope
+expect_fail "bad speedup" "--speedup: 'x' is not" 3 --backend emu --speedup x "${good[@]}"
+expect_fail "cpu speedup" "--speedup: only the emu" 3 --backend cpu --speedup 2 "${good[@]}"
+expect_fail "missing trace file" "nofile.csv" 3 --backend emu --trace "$tmp/nofile.csv" --profile "$prof" --policy sp1
+expect_fail "bad fault spec" "--fault-inject" 3 --backend emu --fault-inject 0:die:1 "${good[@]}"
+expect_fail "one rank" "needs at least 2 MPI ranks" 0 --backend emu "${good[@]}"
+[ -e "$tmp/bad.h5" ] && bad "a results file was written on bad input" || ok "no results file on bad input"
+
+# 4. faults. A long-enough trace: the run must still be going when the fault hits.
+"$bin" trace-gen --n 60 --rate 30 --mix 256:0.3,512:0.4,1024:0.3 --seed 5 --out "$tmp/long.csv" >/dev/null
+long=(--backend emu --trace "$tmp/long.csv" --profile "$prof" --policy sp1 --speedup 10)
+t0=$SECONDS
+mpirun -np 5 "$bin" run "${long[@]}" --out "$tmp/hang.h5" --fault-inject 1:hang:1 >"$tmp/hang.out" 2>&1
+rc=$?
+if [ $rc -ne 0 ] && grep -Eq '^tetriserve run: worker rank 1 \(GPU 0\) did not report launch [0-9]+ within [0-9.]+ s; results so far in .*hang.h5 \(complete = 0\)$' "$tmp/hang.out" &&
+    check --allow-incomplete "$tmp/hang.h5" && [ "$(attr "$tmp/hang.h5" complete)" = 0 ] && [ $((SECONDS - t0)) -lt 15 ]; then
+    ok "hung worker: $(grep '^tetriserve run:' "$tmp/hang.out") ($((SECONDS - t0)) s)"
+else
+    bad "hung worker: rc $rc"; cat "$tmp/hang.out" "$tmp/check.out"
+fi
+# A worker that exits: Open MPI kills the job; rank 0 gets SIGTERM first
+# and writes the file (its last line may or may not reach mpirun's output).
+mpirun -np 5 "$bin" run "${long[@]}" --out "$tmp/exit.h5" --fault-inject 2:exit:1 >"$tmp/exit.out" 2>&1
+rc=$?
+if [ $rc -ne 0 ] && check --allow-incomplete "$tmp/exit.h5" && [ "$(attr "$tmp/exit.h5" complete)" = 0 ]; then
+    ok "exiting worker: rc $rc, $(cat "$tmp/check.out"), complete = 0"
+else
+    bad "exiting worker: rc $rc"; cat "$tmp/exit.out" "$tmp/check.out"
+fi
+mpirun -np 5 "$bin" run "${long[@]}" --out "$tmp/int.h5" --pid-file "$tmp/pid" >"$tmp/int.out" 2>&1 &
+job=$!
+for _ in $(seq 50); do [ -s "$tmp/pid" ] && break; sleep 0.1; done
+sleep 1
+[ -s "$tmp/pid" ] && kill -INT "$(cat "$tmp/pid")"
+wait $job
+rc=$?
+if [ $rc -ne 0 ] && grep -q '^tetriserve run: interrupted by SIGINT; results so far in .*int.h5 (complete = 0)$' "$tmp/int.out" &&
+    check --allow-incomplete "$tmp/int.h5" && [ "$(attr "$tmp/int.h5" complete)" = 0 ]; then
+    ok "SIGINT to rank 0: $(grep '^tetriserve run:' "$tmp/int.out")"
+else
+    bad "SIGINT to rank 0: rc $rc"; cat "$tmp/int.out" "$tmp/check.out"
+fi
+
+# 5. Slurm, when a local one answers (scripts/slurm/local-slurm.sh's, if up).
+if [ -z "${SLURM_CONF:-}" ] && [ -x scripts/slurm/local-slurm.sh ] &&
+    scripts/slurm/local-slurm.sh status >/dev/null 2>&1; then
+    eval "$(scripts/slurm/local-slurm.sh env)"
+fi
+if command -v srun >/dev/null && timeout 3 sinfo -h >/dev/null 2>&1; then
+    if timeout 60 srun --mpi=pmix -n 5 "$bin" run --backend emu --trace "$tmp/t.csv" --profile "$prof" \
+        --policy tetriserve --speedup 20 --out "$tmp/srun.h5" >"$tmp/srun.out" 2>&1 && check "$tmp/srun.h5"; then
+        ok "srun --mpi=pmix -n 5: $(cat "$tmp/check.out")"
+    else
+        bad "srun --mpi=pmix -n 5"; cat "$tmp/srun.out" "$tmp/check.out"
+    fi
+else
+    echo "skip srun: no local Slurm answering"
+fi
+
+[ $fails -eq 0 ] && echo "test_run: all passed" || echo "test_run: $fails failed"
+[ $fails -eq 0 ]
