@@ -167,7 +167,20 @@ $(BUILD)/kernels/%.o: kernels/%.cu
 	@mkdir -p $(dir $@)
 	$(E) NVCC $<
 	$(Q)$(NVCC) $(NVCC_FLAGS) -c $< -o $@
+# NCCL over MPI (src/mpi_nccl.c, empty without TS_HAVE_CUDA): the only C
+# file that sees nccl.h/cuda_runtime.h, as system headers (nccl.h is not
+# -Wstrict-prototypes clean).
+$(BUILD)/src/mpi_nccl.o: CFLAGS_ALL += -isystem $(CUDA_HOME)/include
 endif
+# Objects whose content depends on TS_HAVE_CUDA are rebuilt when the backend
+# is switched on or off (make CUDA=0 then make).
+CUDA_FLAG_OBJS := $(BUILD)/kernels/ts_dit_cuda.o $(BUILD)/src/mpi_nccl.o $(BUILD)/src/mpi_run.o \
+                  $(BUILD)/src/mpi_profile.o $(BUILD)/tests/gpu_test_dit.o
+$(BUILD)/cuda_on.stamp: FORCE
+	@mkdir -p $(BUILD)
+	@echo '$(CUDA_ON)' > $@.tmp
+	@cmp -s $@.tmp $@ 2>/dev/null && rm -f $@.tmp || mv $@.tmp $@
+$(CUDA_FLAG_OBJS): $(BUILD)/cuda_on.stamp
 ifeq ($(MAKELEVEL)$(filter clean,$(MAKECMDGOALS)),0)
 $(info cuda backend: $(CUDA_WHY))
 endif
@@ -175,9 +188,15 @@ endif
 # test-gpu: each CUDA kernel against its CPU twin; without a GPU it prints
 # "skip: no CUDA device (...)" and succeeds.
 .PHONY: test-gpu
+# gpu_test_dit: the GPU step against ts_dit_step at degree 1, then at
+# degree 2 over NCCL under mpirun -np 2 (skips when fewer than 2 GPUs).
+TS_MPIRUN_ENV := OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
+                 OMPI_MCA_rmaps_base_oversubscribe=1 OPENBLAS_NUM_THREADS=1
 ifeq ($(CUDA_ON),1)
-test-gpu: $(BUILD)/tests/gpu_test_kernels
+test-gpu: $(BUILD)/tests/gpu_test_kernels $(BUILD)/tests/gpu_test_dit
 	$(Q)OPENBLAS_NUM_THREADS=1 ./$(BUILD)/tests/gpu_test_kernels
+	$(Q)$(TS_MPIRUN_ENV) ./$(BUILD)/tests/gpu_test_dit
+	$(Q)$(TS_MPIRUN_ENV) mpirun -np 2 ./$(BUILD)/tests/gpu_test_dit
 else
 test-gpu:
 	@echo "test-gpu: skipped, cuda backend $(CUDA_WHY)"
