@@ -4,7 +4,7 @@
 # grid with 3 ranks under srun --mpi=pmix, wait by polling squeue, check the
 # job state and the /sweep table (equal to a one-process run of the same
 # grid), do the same for sweep-array.sbatch (2 tasks + the merge job it
-# submits), and check run.sbatch fails cleanly until `run` exists. The
+# submits), and run.sbatch (the live executor, emu and cpu backends). The
 # daemons this test started are always stopped (trap), also on failure.
 # Skips (exit 0) without slurmctld/slurmd/munged or when not root.
 set -u
@@ -122,19 +122,37 @@ else
     fi
 fi
 
-# 3. run.sbatch: fails (not implemented yet), and Slurm sees the failure.
-jid=$(cd "$work" && env BACKEND=emu GPUS=2 sbatch --parsable -n 3 scripts/slurm/run.sbatch 2>"$tmp/sbatch.err")
-if [ -n "$jid" ]; then
-    state=$(wait_job "$jid" 30)
-    if "$bin" run --help >/dev/null 2>&1; then
-        [ "$state" != UNKNOWN ] && ok "run.sbatch job $jid: $state (run verb exists)" || bad "run.sbatch: $state"
+# 3. run.sbatch: the live executor under srun --mpi=pmix, emu and cpu
+# backends (rank 0 + 2 workers); the results file must validate against
+# SPEC.md (scripts/check_results.py) and say mode run and its backend.
+cp profiles/tiny_cpu.csv "$work/profiles/"
+mkdir -p "$work/traces"
+"$bin" trace-gen --n 20 --rate 60 --mix 256:0.5,512:0.5 --seed 3 --out "$work/traces/emu.csv" >/dev/null
+printf 'id,arrival_s,width,height,steps,slo_s\n0,0,256,256,6,1\n1,0.05,256,256,6,1\n2,0.1,256,256,6,0.3\n' \
+    >"$work/traces/cpu.csv"
+for be in emu cpu; do
+    if [ $be = emu ]; then
+        run_env=(BACKEND=emu GPUS=2 SPEEDUP=20 TRACE=traces/emu.csv POLICY=tetriserve)
     else
-        [ "$state" = FAILED ] && ok "run.sbatch job $jid: FAILED until the run verb exists ($(grep -m1 -o -e "unknown verb 'run'" -e 'run: not implemented yet' "$work/slurm-ts-run-$jid.out"))" ||
-            bad "run.sbatch job $jid: state $state, want FAILED"
+        run_env=(BACKEND=cpu GPUS=2 TRACE=traces/cpu.csv PROFILE=profiles/tiny_cpu.csv POLICY=tetriserve)
     fi
-else
-    bad "sbatch run.sbatch: $(cat "$tmp/sbatch.err")"
-fi
+    jid=$(cd "$work" && env "${run_env[@]}" sbatch --parsable -n 3 scripts/slurm/run.sbatch 2>"$tmp/sbatch.err")
+    if [ -z "$jid" ]; then
+        bad "sbatch run.sbatch ($be): $(cat "$tmp/sbatch.err")"; continue
+    fi
+    state=$(wait_job "$jid" 60)
+    res=$work/results/$jid/run.h5
+    if [ "$state" = COMPLETED ] && "$py" scripts/check_results.py "$res" >"$tmp/check" 2>&1 &&
+        "$py" -c "import h5py,sys; a=h5py.File(sys.argv[1],'r').attrs
+s=lambda v: v.decode() if isinstance(v, bytes) else str(v)
+sys.exit(0 if (s(a['mode']), s(a['backend']), int(a['complete'])) == ('run', sys.argv[2], 1) else 1)" "$res" $be &&
+        grep -q '^# tetriserve .* run$' "$work/results/$jid/run.txt"; then
+        ok "run.sbatch $be job $jid: $state, $(cat "$tmp/check")"
+    else
+        bad "run.sbatch $be job $jid: state $state"; cat "$tmp/check" 2>/dev/null
+        tail -n 20 "$work/slurm-ts-run-$jid.out" 2>/dev/null
+    fi
+done
 
 echo "test_slurm: $fails failures in $((SECONDS - t0)) s"
 [ $fails -eq 0 ]
