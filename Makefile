@@ -124,7 +124,7 @@ $(BUILD)/tests/%: $(BUILD)/tests/%.o $(LIB)
 test: $(BIN) $(TEST_BINS)
 	$(Q)TS_BIN=$(abspath $(BIN)) TS_BUILD=$(BUILD) ./tests/run.sh $(TEST_BINS)
 
-BENCH_BINS := $(BUILD)/tests/bench_decide
+BENCH_BINS := $(BUILD)/tests/bench_decide $(BUILD)/tests/bench_ctrl
 
 $(BUILD)/tests/bench_%: $(BUILD)/tests/bench_%.o $(LIB)
 	$(E) LINK $@
