@@ -12,7 +12,8 @@
  *   between calls is a complete HDF5 file (ts_results.h).
  * Extensions to SPEC.md (additive): root attributes policy_options,
  * command_line, complete; /summary n_finished and the per-resolution
- * arrays res_width, res_height, res_n, res_met. */
+ * arrays res_width, res_height, res_n, res_met; a /run group of float64
+ * attributes (ts_results_put_stats: the live executor's measurements). */
 #include "ts_results.h"
 #include "ts_h5.h"
 
@@ -371,6 +372,26 @@ TsStatus ts_results_finish(TsResultsFile *f, TsRunLog *log, const TsSummary *s, 
     goto done;
 attr_fail:
     st = ts_h5_fail(err, "%s: cannot write attribute %s", f->path, what);
+done:
+    ts_h5_close(g);
+    return ts_h5_close_file(file, st, f->path, err);
+}
+
+TsStatus ts_results_put_stats(TsResultsFile *f, const char *group, const TsStat *v, int n,
+                              TsErr *err) {
+    TsStatus st = TS_OK;
+    hid_t file = H5I_INVALID_HID, g = H5I_INVALID_HID;
+    if ((file = ts_open_rw(f->path, err, &st)) < 0) return st;
+    htri_t ex;
+    TS_H5_TRY(ex = H5Lexists(file, group, H5P_DEFAULT), "%s: cannot look up /%s", f->path, group);
+    if (ex > 0)
+        TS_H5_TRY(g = H5Gopen2(file, group, H5P_DEFAULT), "%s: cannot open /%s", f->path, group);
+    else
+        TS_H5_TRY(g = H5Gcreate2(file, group, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+                  "%s: cannot create /%s", f->path, group);
+    for (int i = 0; i < n; i++)
+        TS_H5_TRY(ts_h5_attr_f64(g, v[i].name, v[i].value), "%s: cannot write attribute /%s %s",
+                  f->path, group, v[i].name);
 done:
     ts_h5_close(g);
     return ts_h5_close_file(file, st, f->path, err);

@@ -24,6 +24,17 @@ TsStatus ts_results_finish(TsResultsFile *f, TsRunLog *log, const TsSummary *s, 
                            TsErr *err);
 void ts_results_close(TsResultsFile *f);
 
+/* A named number for ts_results_put_stats. */
+typedef struct TsStat {
+    const char *name;
+    double value;
+} TsStat;
+/* Write n float64 attributes into group `group` ("run", created if absent,
+ * attributes replaced): what a run measured besides its requests and
+ * segments (the live executor: latent moves, control-plane cost). */
+TsStatus ts_results_put_stats(TsResultsFile *f, const char *group, const TsStat *v, int n,
+                              TsErr *err);
+
 /* Write a whole finished run into a new group `group` (e.g. "/scenarios/17",
  * parents created) of the existing HDF5 file `path`: the results-file
  * layout (attributes, requests, segments, segment_gpus, rounds, summary)

@@ -574,6 +574,25 @@ static void test_results_roundtrip(void **state) {
     H5Gclose(g);
     H5Fclose(f);
 
+    /* Run statistics: a /run group of float64 attributes, written twice
+     * (the second call replaces one value and adds one), the rest intact. */
+    const TsStat st1[] = {{"n_moves", 3}, {"move_bytes", 65536}};
+    const TsStat st2[] = {{"n_moves", 4}, {"move_wait_max_s", 0.25}};
+    assert_int_equal(ts_results_put_stats(rf, "run", st1, 2, &err), TS_OK);
+    assert_int_equal(ts_results_put_stats(rf, "run", st2, 2, &err), TS_OK);
+    f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    g = H5Gopen2(f, "/run", H5P_DEFAULT);
+    assert_true(g >= 0);
+    read_num_attr(g, "n_moves", H5T_FLOAT, 8, 0, H5T_NATIVE_DOUBLE, &v);
+    assert_close(v, 4, 0);
+    read_num_attr(g, "move_bytes", H5T_FLOAT, 8, 0, H5T_NATIVE_DOUBLE, &v);
+    assert_close(v, 65536, 0);
+    read_num_attr(g, "move_wait_max_s", H5T_FLOAT, 8, 0, H5T_NATIVE_DOUBLE, &v);
+    assert_close(v, 0.25, 0);
+    H5Gclose(g);
+    H5Fclose(f);
+    check_file_contents(path, &log);
+
     /* Finishing again (e.g. complete = 0 after a late error) replaces it. */
     assert_int_equal(ts_results_finish(rf, &log, NULL, 0, &err), TS_OK);
     assert_int_equal(read_complete(path), 0);
