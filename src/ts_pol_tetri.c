@@ -6,11 +6,17 @@
  *  - Decisions are taken at round boundaries t_r, tau seconds apart, while
  *    work is pending. An arrival into an idle system (no round scheduled)
  *    opens a round at once; otherwise arrivals wait for the next boundary.
- *  - A request chosen for a round runs q = min(steps of its plan segment,
- *    floor(tau / T(k))) steps on k GPUs from t_r, so it ends by t_r + tau.
- *    When they end before the boundary (q x T < tau, or the request
- *    finishes), its GPUs stay idle until t_r+1 (as in the paper; refilling
- *    them mid-round was measured and lost SAR, README "Rounds").
+ *  - A request chosen for a round is planned with q = min(steps of its plan
+ *    segment, floor(tau / T(k))) steps on k GPUs from t_r (survival and the
+ *    knapsack use that q). When the planned segment ends before the boundary
+ *    (it had fewer steps than fit), the request keeps its k GPUs and runs
+ *    its next steps at the same degree until no further step fits before
+ *    t_r+1: floor(tau / T(k)) steps in all, at most what it has left. The
+ *    paper does not say what a request does when its segment ends
+ *    mid-round; ours (ts_continue) was measured against idling until the
+ *    boundary (README "Rounds"). When a request finishes before the
+ *    boundary its GPUs stay idle until t_r+1 (refilling them mid-round with
+ *    other work was measured and lost SAR, README "Rounds").
  *  - A best-effort step (hopeless request, 1 GPU) runs at least one step
  *    even when T(1) > tau; its GPU then misses the next boundary and is
  *    simply not available to that round.
@@ -448,6 +454,22 @@ static int ts_place(TsTetri *p, const TsState *st, const TsCand *c, int preserve
     return 1;
 }
 
+/* A planned segment that ends mid-round (fewer steps left in it than fit
+ * in the round) continues at the same degree on the same GPUs until the
+ * boundary: the GPUs are the request's for the whole round anyway, so the
+ * extra steps cost nobody anything, and idling them turned a plan that
+ * "just meets the deadline" into a miss whenever its fast segment had one
+ * step left (README "Rounds": measured against idling). Batched and
+ * best-effort launches already run as many steps as fit. */
+static void ts_continue(TsTetri *p, int n, double window_s) {
+    for (int k = 0; k < n; k++) {
+        TsCand *c = &p->cand[k];
+        if (!c->degree || c->batch_n || c->batch_leader >= 0 || c->best_effort) continue;
+        int32_t q = ts_round_steps(window_s, p->ds[c->res].step_s[c->didx], c->R);
+        if (q > c->q) c->q = q;
+    }
+}
+
 static int ts_deg_desc_cmp(const void *a, const void *b) {
     const TsCand *x = &ts_sort_base[*(const int *)a], *y = &ts_sort_base[*(const int *)b];
     if (x->degree != y->degree) return x->degree > y->degree ? -1 : 1;
@@ -531,6 +553,8 @@ static TsStatus ts_tetri_schedule(TsTetri *p, const TsState *st, TsPlan *plan, d
     }
     if (left < 0 || left != ts_left(st, p->cand, n))
         return ts_err(err, TS_ERR_INTERNAL, "GPU accounting: %d left, recount %d", left, ts_left(st, p->cand, n));
+
+    ts_continue(p, n, window_s);
 
     /* 6. Placement. */
     memcpy(p->free_map, st->gpu_free, (size_t)p->n_words * sizeof *p->free_map);
