@@ -21,8 +21,14 @@
  *    even when T(1) > tau; its GPU then misses the next boundary and is
  *    simply not available to that round.
  *  - tau = round_ms if given, else derived from round_steps (default 5):
- *    about round_steps steps of the slowest resolution at its fastest
- *    degree, adjusted to the mix (ts_tetri_pick_tau).
+ *    about round_steps steps of the average resolution at its fastest
+ *    degree, adjusted to the mix (ts_tetri_pick_tau). tau is the longest a
+ *    round lasts: a round ends early, and the next decision is taken, as
+ *    soon as every launch of the round that was planned to end within tau
+ *    has ended (ts_round_work_ended). The paper adapts tau to the step
+ *    times of the mix "so that work ends near round boundaries" without a
+ *    formula; ending the round with its work is ours, measured against
+ *    fixed-length rounds (README "Rounds").
  *
  * At each boundary (t = now):
  *  1. per ready request: hopeless if t + R x T_min + overhead > deadline;
@@ -82,7 +88,11 @@ typedef struct TsTetri {
     int plus; /* tetriplus: round-aware plans, best effort after elastic scale-up */
     double tau_s;
     int64_t round;
-    double next_round_s;
+    double next_round_s; /* the latest the current round ends: its start + tau */
+    /* The requests whose launches of the current round were planned to end
+     * within tau (leaders of batches): the round ends when they all have. */
+    int64_t *round_req;
+    int64_t n_round_req, cap_round_req;
     int n_res;
     TsDegreeSet *ds;   /* [n_res], batch 1 */
     int32_t **cm_didx; /* [n_res][ds.n]: degree index in the cost model */
@@ -122,6 +132,7 @@ static void ts_tetri_destroy(void *self) {
     ts_knap_free(&p->knap);
     free(p->free_map);
     free(p->gpus);
+    free(p->round_req);
     free(p);
 }
 
@@ -584,15 +595,36 @@ static TsStatus ts_tetri_schedule(TsTetri *p, const TsState *st, TsPlan *plan, d
                 for (int j = 0; j < n; j++)
                     if (p->cand[j].batch_leader == p->order[k]) reqs[nr++] = p->cand[j].i;
             ts_plan_add(plan, reqs, nr, c->q, c->degree, gpu_of);
+            /* Launches that end within the round decide when it ends; an
+             * overrunning best-effort step does not hold the round back. */
+            const TsCostModel *cm = p->cm;
+            double T = c->batch_n > 1 ? ts_cost_step_s(cm, c->res, p->cm_didx[c->res][c->didx], c->batch_n)
+                                      : p->ds[c->res].step_s[c->didx];
+            int finishes = c->q >= c->R;
+            for (int j = 0; j < n && c->batch_n > 1; j++)
+                if (p->cand[j].batch_leader == p->order[k]) finishes |= c->q >= p->cand[j].R;
+            if ((double)c->q * T + (finishes ? cm->overhead_s : 0.0) <= window_s + 1e-9) {
+                TS_GROW(p->round_req, p->cap_round_req, p->n_round_req + 1);
+                p->round_req[p->n_round_req++] = c->i;
+            }
         }
     }
     return TS_OK;
 }
 
+/* Has every launch of the current round that was to end within tau ended?
+ * (No such launch: the round lasts tau.) */
+static int ts_round_work_ended(const TsTetri *p, const TsState *st) {
+    if (p->n_round_req == 0) return 0;
+    for (int64_t k = 0; k < p->n_round_req; k++)
+        if (st->req[p->round_req[k]].state == TS_REQ_RUNNING) return 0;
+    return 1;
+}
+
 static TsStatus ts_tetri_decide(void *self, const TsState *st, TsPlan *plan, TsErr *err) {
     TsTetri *p = self;
     double now = st->now_s;
-    int boundary = now >= p->next_round_s;
+    int boundary = now >= p->next_round_s || ts_round_work_ended(p, st);
     int any_ready = 0, any_pending = 0;
     for (int64_t r = 0; r < st->n_pending; r++) {
         TsReqState s = st->req[st->pending[r]].state;
@@ -605,6 +637,7 @@ static TsStatus ts_tetri_decide(void *self, const TsState *st, TsPlan *plan, TsE
         return TS_OK;
     }
     plan->round = p->round++;
+    p->n_round_req = 0;
     TsStatus rc = any_ready ? ts_tetri_schedule(p, st, plan, p->tau_s, err) : TS_OK;
     p->next_round_s = any_pending ? now + p->tau_s : INFINITY;
     plan->wakeup_s = p->next_round_s;
