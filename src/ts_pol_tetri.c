@@ -40,7 +40,9 @@
  *     otherwise t + tau + (R - q) T_min + overhead <= deadline;
  *  4. group knapsack over the free GPUs maximising survivors, over the
  *     requests that need to run now to survive (those that survive doing
- *     nothing cannot change the count); fewest GPUs among optima;
+ *     nothing cannot change the count); among optima (the paper is
+ *     silent), earliest deadline first, each takes its widest surviving
+ *     option that keeps the survivor count optimal (ts_knap_unit_solve);
  *  then the free GPUs left go, earliest deadline first, to the other
  *  non-hopeless requests (their plan's first option that fits); selective
  *  batching merges same-resolution requests on one degree when requests
@@ -502,7 +504,7 @@ static TsStatus ts_tetri_schedule(TsTetri *p, const TsState *st, TsPlan *plan, d
     if (n > p->cap_items) {
         int64_t cap = p->cap_items;
         TS_GROW(p->items, cap, n);
-        p->order = ts_xrealloc(p->order, (size_t)(2 * cap) * sizeof *p->order); /* + scratch */
+        p->order = ts_xrealloc(p->order, (size_t)(4 * cap) * sizeof *p->order); /* + knapsack scratch */
         p->knap_of = ts_xrealloc(p->knap_of, (size_t)cap * sizeof *p->knap_of);
         p->choice = ts_xrealloc(p->choice, (size_t)cap * sizeof *p->choice);
         p->cap_items = cap;
@@ -531,7 +533,8 @@ static TsStatus ts_tetri_schedule(TsTetri *p, const TsState *st, TsPlan *plan, d
         m++;
     }
     if (m) {
-        /* Unit values: exactly the knapsack optimum (ts_tetri.h). */
+        /* Unit values: exactly the knapsack optimum, with its tie rule
+         * (ts_tetri.h); items are in deadline order. */
         ts_knap_unit_solve(p->items, m, left, p->choice, p->order + n);
         for (int j = 0; j < m; j++) {
             if (p->choice[j] < 0) continue;
