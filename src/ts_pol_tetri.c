@@ -1,9 +1,9 @@
 /* ts_pol_tetri.c - the TetriServe round-based scheduler (PAPER.md), policy
- * `tetriserve`, and `tetriplus`, our variant that fixes what the paper's
- * heuristic leaves on the table (README: "Beyond the paper").
+ * `tetriserve`, and `tetriplus`, our variant beyond the paper: the same
+ * scheduler with best effort last (README "tetriplus").
  *
  * Round semantics (both policies; README "Rounds"):
- *  - Decisions are taken at round boundaries t_r, tau seconds apart, while
+ *  - Decisions are taken at round boundaries t_r, at most tau apart, while
  *    work is pending. An arrival into an idle system (no round scheduled)
  *    opens a round at once; otherwise arrivals wait for the next boundary.
  *  - A request chosen for a round is planned with q = min(steps of its plan
@@ -52,7 +52,8 @@
  *  degree, largest relative step-time gain first; 6. placement: a request
  *  on the same degree keeps its GPUs if they are free, the rest take
  *  aligned blocks of k GPUs within a node (largest k first), else the
- *  lowest-numbered free GPUs. */
+ *  lowest-numbered free GPUs. tetriplus does 7 before 5: hopeless requests
+ *  only get the GPUs elastic scale-up left. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,7 +88,7 @@ typedef struct TsCand {
 
 typedef struct TsTetri {
     TsPolicyConfig cfg;
-    int plus; /* tetriplus: round-aware plans, best effort after elastic scale-up */
+    int plus; /* tetriplus: best effort after elastic scale-up */
     double tau_s;
     int64_t round;
     double next_round_s; /* the latest the current round ends: its start + tau */
@@ -99,10 +100,6 @@ typedef struct TsTetri {
     TsDegreeSet *ds;   /* [n_res], batch 1 */
     int32_t **cm_didx; /* [n_res][ds.n]: degree index in the cost model */
     double *tmin_s;    /* [n_res] */
-    /* tetriplus plans with effective step times: a round of tau runs
-     * floor(tau / T) steps, so a step costs tau / floor(tau / T). */
-    TsDegreeSet *ds_plan; /* [n_res]: = ds for tetriserve */
-    double *tmin_plan;    /* [n_res] */
     const TsCostModel *cm;
     TsCand *cand;
     int64_t cap_cand;
@@ -124,8 +121,6 @@ static void ts_tetri_destroy(void *self) {
     free(p->cm_didx);
     free(p->ds);
     free(p->tmin_s);
-    free(p->ds_plan);
-    free(p->tmin_plan);
     free(p->cand);
     free(p->order);
     free(p->knap_of);
@@ -213,22 +208,6 @@ static TsStatus ts_tetri_create_common(void **self, const TsPolicyConfig *cfg, c
     }
     p->tau_s = cfg->round_ms > 0 ? cfg->round_ms / 1000.0 : ts_tetri_pick_tau(p, st, cfg->round_steps, slowest_fast);
     if (!(p->tau_s > 0)) p->tau_s = 1.0; /* empty trace */
-    p->ds_plan = ts_xcalloc((size_t)cm->n_res, sizeof *p->ds_plan);
-    p->tmin_plan = ts_xcalloc((size_t)cm->n_res, sizeof *p->tmin_plan);
-    for (int r = 0; r < cm->n_res; r++) {
-        p->ds_plan[r] = p->ds[r];
-        if (plus) {
-            double t[TS_TETRI_MAX_DEG];
-            for (int d = 0; d < p->ds[r].n; d++) {
-                double T = p->ds[r].step_s[d], q = floor(p->tau_s / T + 1e-9);
-                t[d] = q >= 1 ? p->tau_s / q : NAN;
-            }
-            TsDegreeSet eff;
-            ts_degree_set_build(&eff, p->ds[r].degree, t, p->ds[r].n);
-            if (eff.n) p->ds_plan[r] = eff;
-        }
-        p->tmin_plan[r] = p->ds_plan[r].step_s[p->ds_plan[r].n - 1];
-    }
     p->next_round_s = INFINITY;
     p->n_words = (st->n_gpus + 63) / 64;
     p->free_map = ts_xcalloc((size_t)p->n_words, sizeof *p->free_map);
@@ -261,7 +240,7 @@ static void ts_free_clear(uint64_t *m, int32_t g) { m[g >> 6] &= ~(1ull << (g & 
 static int ts_survives(const TsTetri *p, const TsCand *c, double now, int32_t q, double T) {
     double oh = p->cm->overhead_s;
     if (q >= c->R) return now + (double)c->R * T + oh <= c->deadline_s + 1e-9;
-    return now + p->tau_s + (double)(c->R - q) * p->tmin_plan[c->res] + oh <= c->deadline_s + 1e-9;
+    return now + p->tau_s + (double)(c->R - q) * p->tmin_s[c->res] + oh <= c->deadline_s + 1e-9;
 }
 
 /* Steps of one segment this round: as many as fit in what is left of it. */
@@ -280,21 +259,20 @@ static void ts_cand_build(TsTetri *p, const TsState *st, int64_t i, double now, 
     c->R = q->steps - q->steps_done;
     c->deadline_s = q->deadline_s;
     c->batch_leader = -1;
-    double tmin = p->tmin_plan[c->res], oh = p->cm->overhead_s;
+    double tmin = p->tmin_s[c->res], oh = p->cm->overhead_s;
     c->laxity_s = q->deadline_s - now - (double)c->R * tmin - oh;
     if (c->laxity_s < -1e-9) {
         c->cls = TS_CLS_HOPELESS;
         return;
     }
     TsAlloc a;
-    const TsDegreeSet *pds = &p->ds_plan[c->res], *ds = &p->ds[c->res];
-    if (ts_tetri_min_alloc(pds, c->R, q->deadline_s - now - oh, &a)) {
+    const TsDegreeSet *ds = &p->ds[c->res];
+    if (ts_tetri_min_alloc(ds, c->R, q->deadline_s - now - oh, &a)) {
         c->cls = TS_CLS_HOPELESS; /* only rounding separates it from the test above */
         return;
     }
     for (int m = 0; m < a.n; m++) {
-        int32_t d = 0; /* the plan's degree in the resolution's degree set */
-        while (ds->degree[d] != pds->degree[a.idx[m]]) d++;
+        int32_t d = a.idx[m];
         double T = ds->step_s[d];
         int32_t steps = ts_round_steps(window_s, T, a.steps[m]);
         if (steps < 1) continue;
@@ -653,7 +631,7 @@ static void ts_tetri_describe(const void *self, char *buf, size_t len) {
     const TsTetri *p = self;
     snprintf(buf, len, "round_s=%.6f round_steps=%d round_ms=%g preserve=%d elastic=%d batching=%d%s", p->tau_s,
              p->cfg.round_steps, p->cfg.round_ms, p->cfg.preserve, p->cfg.elastic, p->cfg.batching,
-             p->plus ? " plan=round_aware best_effort=last" : "");
+             p->plus ? " best_effort=last" : "");
 }
 
 const TsPolicyOps ts_policy_tetriserve = {
@@ -662,6 +640,6 @@ const TsPolicyOps ts_policy_tetriserve = {
 };
 
 const TsPolicyOps ts_policy_tetriplus = {
-    "tetriplus", "tetriserve with round-aware plans (effective step times) and best effort last",
+    "tetriplus", "tetriserve with best effort last (hopeless requests only on GPUs elastic scale-up left)",
     ts_tetriplus_create, ts_tetri_decide, ts_tetri_round_s, ts_tetri_describe, ts_tetri_destroy,
 };
