@@ -83,6 +83,7 @@ typedef struct TsCand {
     int32_t degree, q, didx; /* degree 0: not scheduled */
     int batch_leader;        /* index in cands of its batch leader, -1 */
     int32_t batch_n;         /* members, on the leader */
+    int32_t batch_member[TS_MAX_BATCH]; /* on the leader: the others, ascending index */
     int best_effort;
 } TsCand;
 
@@ -352,6 +353,9 @@ static int32_t ts_batch(TsTetri *p, const int *order, int n, double now, double 
             c->batch_leader = members[0];
             c->q = q;
             left += c->degree;
+            int32_t j = m - 1; /* insertion: launches list members in index order */
+            while (j > 0 && lead->batch_member[j - 1] > members[m]) lead->batch_member[j] = lead->batch_member[j - 1], j--;
+            lead->batch_member[j] = members[m];
         }
     }
     return left;
@@ -572,18 +576,18 @@ static TsStatus ts_tetri_schedule(TsTetri *p, const TsState *st, TsPlan *plan, d
             int64_t reqs[TS_MAX_BATCH];
             int32_t nr = 0;
             reqs[nr++] = c->i;
-            if (c->batch_n > 1)
-                for (int j = 0; j < n; j++)
-                    if (p->cand[j].batch_leader == p->order[k]) reqs[nr++] = p->cand[j].i;
+            int finishes = c->q >= c->R;
+            for (int32_t j = 0; j + 1 < c->batch_n; j++) {
+                const TsCand *mb = &p->cand[c->batch_member[j]];
+                reqs[nr++] = mb->i;
+                finishes |= c->q >= mb->R;
+            }
             ts_plan_add(plan, reqs, nr, c->q, c->degree, gpu_of);
             /* Launches that end within the round decide when it ends; an
              * overrunning best-effort step does not hold the round back. */
             const TsCostModel *cm = p->cm;
             double T = c->batch_n > 1 ? ts_cost_step_s(cm, c->res, p->cm_didx[c->res][c->didx], c->batch_n)
                                       : p->ds[c->res].step_s[c->didx];
-            int finishes = c->q >= c->R;
-            for (int j = 0; j < n && c->batch_n > 1; j++)
-                if (p->cand[j].batch_leader == p->order[k]) finishes |= c->q >= p->cand[j].R;
             if ((double)c->q * T + (finishes ? cm->overhead_s : 0.0) <= window_s + 1e-9) {
                 TS_GROW(p->round_req, p->cap_round_req, p->n_round_req + 1);
                 p->round_req[p->n_round_req++] = c->i;
