@@ -1,6 +1,7 @@
 /* ts_pol_tetri.c - the TetriServe round-based scheduler (PAPER.md), policy
  * `tetriserve`, and `tetriplus`, our variant beyond the paper: the same
- * scheduler with best effort last (README "tetriplus").
+ * scheduler with best effort last and within the round (README
+ * "tetriplus").
  *
  * Round semantics (both policies; README "Rounds"):
  *  - Decisions are taken at round boundaries t_r, at most tau apart, while
@@ -53,7 +54,9 @@
  *  on the same degree keeps its GPUs if they are free, the rest take
  *  aligned blocks of k GPUs within a node (largest k first), else the
  *  lowest-numbered free GPUs. tetriplus does 7 before 5: hopeless requests
- *  only get the GPUs elastic scale-up left. */
+ *  only get the GPUs elastic scale-up left, each the narrowest degree whose
+ *  step fits in the round (more than 1 GPU when T(1) > tau), never
+ *  overrunning it. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -89,7 +92,7 @@ typedef struct TsCand {
 
 typedef struct TsTetri {
     TsPolicyConfig cfg;
-    int plus; /* tetriplus: best effort after elastic scale-up */
+    int plus; /* tetriplus: best effort after elastic scale-up, within the round */
     double tau_s;
     int64_t round;
     double next_round_s; /* the latest the current round ends: its start + tau */
@@ -398,6 +401,24 @@ static int32_t ts_best_effort(TsTetri *p, const int *order, int n, double window
         TsCand *c = &p->cand[order[k]];
         if (c->cls != TS_CLS_HOPELESS || c->degree) continue;
         const TsDegreeSet *ds = &p->ds[c->res];
+        if (p->plus) {
+            /* tetriplus: the narrowest degree whose step fits in the round,
+             * or nothing, so that best-effort work never holds a GPU past
+             * the boundary, where a request that can still make it may
+             * need it (README "tetriplus": measured against 1 GPU that may
+             * overrun). A derived tau fits every T_min; only a --round-ms
+             * below one falls back to the 1-GPU step below. */
+            int d = 0;
+            while (d + 1 < ds->n && ds->step_s[d] > window_s + 1e-9) d++;
+            int32_t q = ts_round_steps(window_s, ds->step_s[d], c->R);
+            if (q >= 1) {
+                if (ds->degree[d] > left) continue;
+                ts_cand_set(p, c, d, q);
+                c->best_effort = 1;
+                left -= ds->degree[d];
+                continue;
+            }
+        }
         if (ds->degree[0] != 1) continue; /* no 1-GPU degree: nothing to give */
         int32_t q = ts_round_steps(window_s, ds->step_s[0], c->R);
         ts_cand_set(p, c, 0, q < 1 ? 1 : q);
@@ -635,7 +656,7 @@ static void ts_tetri_describe(const void *self, char *buf, size_t len) {
     const TsTetri *p = self;
     snprintf(buf, len, "round_s=%.6f round_steps=%d round_ms=%g preserve=%d elastic=%d batching=%d%s", p->tau_s,
              p->cfg.round_steps, p->cfg.round_ms, p->cfg.preserve, p->cfg.elastic, p->cfg.batching,
-             p->plus ? " best_effort=last" : "");
+             p->plus ? " best_effort=last,in_round" : "");
 }
 
 const TsPolicyOps ts_policy_tetriserve = {
@@ -644,6 +665,6 @@ const TsPolicyOps ts_policy_tetriserve = {
 };
 
 const TsPolicyOps ts_policy_tetriplus = {
-    "tetriplus", "tetriserve with best effort last (hopeless requests only on GPUs elastic scale-up left)",
+    "tetriplus", "tetriserve with best effort last and within the round (hopeless requests only on what elastic scale-up left)",
     ts_tetriplus_create, ts_tetri_decide, ts_tetri_round_s, ts_tetri_describe, ts_tetri_destroy,
 };
