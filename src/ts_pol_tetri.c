@@ -37,8 +37,9 @@
  *     deadline - t - overhead;
  *  2. options: one per plan segment, (k, q = min(steps, floor(tau/T(k)))),
  *     q >= 1;
- *  3. survival: finishing in the round: t + q T(k) + overhead <= deadline;
- *     otherwise t + tau + (R - q) T_min + overhead <= deadline;
+ *  3. survival: t_r+1 + (R - q) T_min + overhead <= deadline, with t_r+1
+ *     the option's own end t + q T(k), the earliest the next round can
+ *     begin (ts_survives);
  *  4. group knapsack over the free GPUs maximising survivors, over the
  *     requests that need to run now to survive (those that survive doing
  *     nothing cannot change the count); among optima (the paper is
@@ -240,11 +241,17 @@ static int ts_cand_cmp(const void *a, const void *b) {
 static int ts_free_test(const uint64_t *m, int32_t g) { return (int)((m[g >> 6] >> (g & 63)) & 1u); }
 static void ts_free_clear(uint64_t *m, int32_t g) { m[g >> 6] &= ~(1ull << (g & 63)); }
 
-/* Survival bound of running q steps at step time T from now. */
+/* Survival bound of running q steps at step time T from now: the paper's
+ * t_r+1 + (R - q) T_min <= deadline. A round ends when its work has ended
+ * (ts_round_work_ended), so the earliest t_r+1 after this option is the
+ * option's own end, now + q T: with it the test stays what the paper
+ * makes it, a lower bound on the time still needed (now + tau, the latest
+ * boundary, declared requests doomed that could still make it, e.g. an
+ * SD3 2048 px request with 0.5 s of slack; README "Rounds": measured). */
 static int ts_survives(const TsTetri *p, const TsCand *c, double now, int32_t q, double T) {
     double oh = p->cm->overhead_s;
     if (q >= c->R) return now + (double)c->R * T + oh <= c->deadline_s + 1e-9;
-    return now + p->tau_s + (double)(c->R - q) * p->tmin_s[c->res] + oh <= c->deadline_s + 1e-9;
+    return now + (double)q * T + (double)(c->R - q) * p->tmin_s[c->res] + oh <= c->deadline_s + 1e-9;
 }
 
 /* Steps of one segment this round: as many as fit in what is left of it. */
