@@ -59,6 +59,7 @@
  *  step fits in the round (more than 1 GPU when T(1) > tau), never
  *  overrunning it. */
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,9 +92,21 @@ typedef struct TsCand {
     int best_effort;
 } TsCand;
 
+/* The choices the paper leaves open (--choice NAME=VALUE,...; README
+ * "tetriserve"): ours by default, the old ones to measure against. */
+typedef struct TsTetriChoices {
+    int fixed_rounds;       /* rounds=fixed: every round lasts tau (default adaptive) */
+    int idle_segment_end;   /* segment-end=idle: GPUs idle after a short segment (default continue) */
+    int narrow_ties;        /* ties=narrowest: least total width among optima (default widest) */
+    int survival_round_end; /* survival=round-end: t_r+1 = now + tau (default option-end) */
+    int best_effort_in_round; /* best-effort=in-round (tetriplus default) | one-gpu (tetriserve) */
+    int best_effort_last;     /* best-effort-order=last (tetriplus) | before-elastic (tetriserve) */
+} TsTetriChoices;
+
 typedef struct TsTetri {
     TsPolicyConfig cfg;
-    int plus; /* tetriplus: best effort after elastic scale-up, within the round */
+    int plus; /* tetriplus: best effort last and within the round (its defaults of the choices) */
+    TsTetriChoices ch;
     double tau_s;
     int64_t round;
     double next_round_s; /* the latest the current round ends: its start + tau */
@@ -185,12 +198,59 @@ static double ts_tetri_pick_tau(const TsTetri *p, const TsState *st, int g, doub
     return best;
 }
 
+/* Parse --choice NAME=VALUE,... over the policy's defaults. */
+static TsStatus ts_tetri_choices_parse(const char *spec, TsTetriChoices *ch, TsErr *err) {
+    static const struct {
+        const char *name, *v0, *v1; /* value v1 sets the flag, v0 clears it */
+        size_t off;
+    } tab[] = {
+        {"rounds", "adaptive", "fixed", offsetof(TsTetriChoices, fixed_rounds)},
+        {"segment-end", "continue", "idle", offsetof(TsTetriChoices, idle_segment_end)},
+        {"ties", "widest", "narrowest", offsetof(TsTetriChoices, narrow_ties)},
+        {"survival", "option-end", "round-end", offsetof(TsTetriChoices, survival_round_end)},
+        {"best-effort", "one-gpu", "in-round", offsetof(TsTetriChoices, best_effort_in_round)},
+        {"best-effort-order", "before-elastic", "last", offsetof(TsTetriChoices, best_effort_last)},
+    };
+    if (!spec) return TS_OK;
+    const char *s = spec;
+    while (*s) {
+        const char *e = strchr(s, ','), *eq = strchr(s, '=');
+        size_t n = e ? (size_t)(e - s) : strlen(s);
+        if (!eq || (size_t)(eq - s) >= n)
+            return ts_err(err, TS_ERR_INPUT, "--choice: '%.*s' is not NAME=VALUE", (int)n, s);
+        size_t nn = (size_t)(eq - s), vn = n - nn - 1;
+        int found = 0;
+        for (size_t k = 0; k < sizeof tab / sizeof *tab && !found; k++) {
+            if (strlen(tab[k].name) != nn || strncmp(s, tab[k].name, nn)) continue;
+            int *flag = (int *)((char *)ch + tab[k].off);
+            if (strlen(tab[k].v0) == vn && !strncmp(eq + 1, tab[k].v0, vn)) *flag = 0;
+            else if (strlen(tab[k].v1) == vn && !strncmp(eq + 1, tab[k].v1, vn)) *flag = 1;
+            else
+                return ts_err(err, TS_ERR_INPUT, "--choice: %s is %s or %s, not '%.*s'", tab[k].name, tab[k].v0,
+                              tab[k].v1, (int)vn, eq + 1);
+            found = 1;
+        }
+        if (!found)
+            return ts_err(err, TS_ERR_INPUT,
+                          "--choice: unknown '%.*s' (rounds, segment-end, ties, survival, best-effort, "
+                          "best-effort-order)",
+                          (int)nn, s);
+        s += n;
+        if (*s == ',') s++;
+    }
+    return TS_OK;
+}
+
 static TsStatus ts_tetri_create_common(void **self, const TsPolicyConfig *cfg, const TsState *st,
                                        int plus, TsErr *err) {
     const TsCostModel *cm = st->cost;
+    TsTetriChoices ch = {.best_effort_in_round = plus, .best_effort_last = plus};
+    TsStatus crc = ts_tetri_choices_parse(cfg->choices, &ch, err);
+    if (crc) return crc;
     TsTetri *p = ts_xcalloc(1, sizeof *p);
     p->cfg = *cfg;
     p->plus = plus;
+    p->ch = ch;
     p->cm = cm;
     p->n_res = cm->n_res;
     p->ds = ts_xcalloc((size_t)cm->n_res, sizeof *p->ds);
@@ -251,7 +311,8 @@ static void ts_free_clear(uint64_t *m, int32_t g) { m[g >> 6] &= ~(1ull << (g & 
 static int ts_survives(const TsTetri *p, const TsCand *c, double now, int32_t q, double T) {
     double oh = p->cm->overhead_s;
     if (q >= c->R) return now + (double)c->R * T + oh <= c->deadline_s + 1e-9;
-    return now + (double)q * T + (double)(c->R - q) * p->tmin_s[c->res] + oh <= c->deadline_s + 1e-9;
+    double next_s = p->ch.survival_round_end ? p->tau_s : (double)q * T;
+    return now + next_s + (double)(c->R - q) * p->tmin_s[c->res] + oh <= c->deadline_s + 1e-9;
 }
 
 /* Steps of one segment this round: as many as fit in what is left of it. */
@@ -408,7 +469,7 @@ static int32_t ts_best_effort(TsTetri *p, const int *order, int n, double window
         TsCand *c = &p->cand[order[k]];
         if (c->cls != TS_CLS_HOPELESS || c->degree) continue;
         const TsDegreeSet *ds = &p->ds[c->res];
-        if (p->plus) {
+        if (p->ch.best_effort_in_round) {
             /* tetriplus: the narrowest degree whose step fits in the round,
              * or nothing, so that best-effort work never holds a GPU past
              * the boundary, where a request that can still make it may
@@ -485,6 +546,7 @@ static int ts_place(TsTetri *p, const TsState *st, const TsCand *c, int preserve
  * step left (README "Rounds": measured against idling). Batched and
  * best-effort launches already run as many steps as fit. */
 static void ts_continue(TsTetri *p, int n, double window_s) {
+    if (p->ch.idle_segment_end) return;
     for (int k = 0; k < n; k++) {
         TsCand *c = &p->cand[k];
         if (!c->degree || c->batch_n || c->batch_leader >= 0 || c->best_effort) continue;
@@ -545,7 +607,8 @@ static TsStatus ts_tetri_schedule(TsTetri *p, const TsState *st, TsPlan *plan, d
     if (m) {
         /* Unit values: exactly the knapsack optimum, with its tie rule
          * (ts_tetri.h); items are in deadline order. */
-        ts_knap_unit_solve(p->items, m, left, p->choice, p->order + n);
+        if (p->ch.narrow_ties) ts_knap_unit_solve_narrow(p->items, m, left, p->choice, p->order + n);
+        else ts_knap_unit_solve(p->items, m, left, p->choice, p->order + n);
         for (int j = 0; j < m; j++) {
             if (p->choice[j] < 0) continue;
             TsCand *c = &p->cand[p->knap_of[j]];
@@ -568,7 +631,7 @@ static TsStatus ts_tetri_schedule(TsTetri *p, const TsState *st, TsPlan *plan, d
             left = ts_fill(p, p->order, n, left);
         }
     }
-    if (p->plus) { /* hopeless work only on GPUs nothing else can use */
+    if (p->ch.best_effort_last) { /* tetriplus: hopeless work only on GPUs nothing else can use */
         if (p->cfg.elastic) left = ts_elastic(p, n, window_s, left);
         left = ts_best_effort(p, p->order, n, window_s, left);
     } else {
@@ -637,7 +700,7 @@ static int ts_round_work_ended(const TsTetri *p, const TsState *st) {
 static TsStatus ts_tetri_decide(void *self, const TsState *st, TsPlan *plan, TsErr *err) {
     TsTetri *p = self;
     double now = st->now_s;
-    int boundary = now >= p->next_round_s || ts_round_work_ended(p, st);
+    int boundary = now >= p->next_round_s || (!p->ch.fixed_rounds && ts_round_work_ended(p, st));
     int any_ready = 0, any_pending = 0;
     for (int64_t r = 0; r < st->n_pending; r++) {
         TsReqState s = st->req[st->pending[r]].state;
@@ -661,9 +724,14 @@ static double ts_tetri_round_s(const void *self) { return ((const TsTetri *)self
 
 static void ts_tetri_describe(const void *self, char *buf, size_t len) {
     const TsTetri *p = self;
-    snprintf(buf, len, "round_s=%.6f round_steps=%d round_ms=%g preserve=%d elastic=%d batching=%d%s", p->tau_s,
-             p->cfg.round_steps, p->cfg.round_ms, p->cfg.preserve, p->cfg.elastic, p->cfg.batching,
-             p->plus ? " best_effort=last,in_round" : "");
+    const TsTetriChoices *ch = &p->ch;
+    snprintf(buf, len,
+             "round_s=%.6f round_steps=%d round_ms=%g preserve=%d elastic=%d batching=%d rounds=%s "
+             "segment_end=%s ties=%s survival=%s best_effort=%s best_effort_order=%s",
+             p->tau_s, p->cfg.round_steps, p->cfg.round_ms, p->cfg.preserve, p->cfg.elastic, p->cfg.batching,
+             ch->fixed_rounds ? "fixed" : "adaptive", ch->idle_segment_end ? "idle" : "continue",
+             ch->narrow_ties ? "narrowest" : "widest", ch->survival_round_end ? "round_end" : "option_end",
+             ch->best_effort_in_round ? "in_round" : "one_gpu", ch->best_effort_last ? "last" : "before_elastic");
 }
 
 const TsPolicyOps ts_policy_tetriserve = {

@@ -277,3 +277,34 @@ int32_t ts_knap_unit_solve(const TsKnapItem *items, int n, int32_t cap, int *cho
     }
     return got;
 }
+
+/* The old tie rule, kept to measure against (--choice ties=narrowest): the
+ * same optimum count, with the least total width (the narrowest items
+ * first, ties by item order, each its narrowest option). */
+static const TsKnapItem *ts_narrow_items;
+static int ts_narrow_cmp(const void *a, const void *b) {
+    int i = *(const int *)a, j = *(const int *)b, oi = 0, oj = 0;
+    int32_t wi = ts_unit_narrowest(&ts_narrow_items[i], &oi), wj = ts_unit_narrowest(&ts_narrow_items[j], &oj);
+    if (wi != wj) return wi < wj ? -1 : 1;
+    return (i > j) - (i < j);
+}
+
+int32_t ts_knap_unit_solve_narrow(const TsKnapItem *items, int n, int32_t cap, int *choice, int *scratch) {
+    int m = 0;
+    for (int i = 0; i < n; i++) {
+        choice[i] = -1;
+        if (items[i].n_opt) scratch[m++] = i;
+    }
+    ts_narrow_items = items;
+    qsort(scratch, (size_t)m, sizeof *scratch, ts_narrow_cmp);
+    int32_t count = 0;
+    for (int k = 0; k < m; k++) {
+        int o = 0;
+        int32_t w = ts_unit_narrowest(&items[scratch[k]], &o);
+        if (w > cap) break; /* sorted: nothing later fits either */
+        cap -= w;
+        choice[scratch[k]] = o;
+        count++;
+    }
+    return count;
+}

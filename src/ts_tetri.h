@@ -80,4 +80,9 @@ int32_t ts_knap_solve(TsKnap *k, const TsKnapItem *items, int n, int32_t cap, in
  * scratch: 3 x n ints. */
 int32_t ts_knap_unit_solve(const TsKnapItem *items, int n, int32_t cap, int *choice, int *scratch);
 
+/* The same optimum count under the old tie rule (least total width: the
+ * narrowest items first, ties by item order, each its narrowest option),
+ * kept to measure against (--choice ties=narrowest). scratch: n ints. */
+int32_t ts_knap_unit_solve_narrow(const TsKnapItem *items, int n, int32_t cap, int *choice, int *scratch);
+
 #endif

@@ -199,6 +199,24 @@ static void test_unit_knapsack_matches_dp(void **state) {
         }
         assert_int_equal(v2, greedy); /* the same choice, hence the same tie rule */
         assert_true(w2 <= cap);
+        /* The old rule: the same count, the least total width (the sum of
+         * the count smallest narrowest widths). */
+        int c3[40], mins[40], nm = 0;
+        int32_t narrow = ts_knap_unit_solve_narrow(items, n, cap, c3, scratch);
+        assert_int_equal(narrow, dp);
+        int32_t w3 = 0, v3 = 0, least = 0;
+        for (int i = 0; i < n; i++) {
+            if (c3[i] >= 0) w3 += items[i].width[c3[i]], v3++;
+            int32_t mn = INT32_MAX;
+            for (int o = 0; o < items[i].n_opt; o++) mn = items[i].width[o] < mn ? items[i].width[o] : mn;
+            if (items[i].n_opt) mins[nm++] = mn;
+        }
+        for (int a = 0; a < nm; a++) /* selection sort: n <= 40 */
+            for (int b = a + 1; b < nm; b++)
+                if (mins[b] < mins[a]) { int t = mins[a]; mins[a] = mins[b]; mins[b] = t; }
+        for (int a = 0; a < narrow; a++) least += mins[a];
+        assert_int_equal(v3, narrow);
+        assert_int_equal(w3, least);
     }
     ts_knap_free(&k);
 }
@@ -220,12 +238,17 @@ static void test_round_policies_invariants(void **state) {
     const char *names[2] = {"tetriserve", "tetriplus"};
     int batched_somewhere = 0;
     for (int p = 0; p < 2; p++)
-        for (int variant = 0; variant < 4; variant++) {
+        for (int variant = 0; variant < 6; variant++) {
             TsPolicyConfig pc;
             ts_policy_config_default(&pc);
             if (variant == 1) pc.preserve = 0;
             if (variant == 2) pc.elastic = 0;
             if (variant == 3) pc.batching = 0, pc.round_steps = 2;
+            /* The old choices where the paper is silent, and the other
+             * policy's best effort. */
+            if (variant == 4) pc.choices = "rounds=fixed,segment-end=idle,ties=narrowest,survival=round-end";
+            if (variant == 5)
+                pc.choices = p ? "best-effort=one-gpu,best-effort-order=before-elastic" : "best-effort=in-round,best-effort-order=last";
             TsRunLog a, b;
             for (int rep = 0; rep < 2; rep++) {
                 TsRunLog *log = rep ? &b : &a;
