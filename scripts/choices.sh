@@ -36,6 +36,7 @@ variants=(
     "survival=round-end|tetriserve|survival=round-end"
     "ties=narrowest|tetriserve|ties=narrowest"
     "all old (tetriserve before #3)|tetriserve|rounds=fixed,segment-end=idle,ties=narrowest,survival=round-end"
+    "best-effort=in-round (not the paper's: > 1 GPU)|tetriserve|best-effort=in-round"
     "tetriplus|tetriplus|"
     "tetriplus best-effort=one-gpu|tetriplus|best-effort=one-gpu"
     "tetriplus best-effort-order=before-elastic|tetriplus|best-effort-order=before-elastic"
