@@ -122,6 +122,7 @@ typedef struct TsTetri {
     TsCand *cand;
     int64_t cap_cand;
     int *order, *knap_of, *choice;
+    double *gain; /* [cap_items]: elastic scale-up's heap keys */
     TsKnapItem *items;
     int64_t cap_items;
     TsKnap knap;
@@ -143,6 +144,7 @@ static void ts_tetri_destroy(void *self) {
     free(p->order);
     free(p->knap_of);
     free(p->choice);
+    free(p->gain);
     free(p->items);
     ts_knap_free(&p->knap);
     free(p->free_map);
@@ -393,13 +395,17 @@ static int32_t ts_fill(TsTetri *p, const int *order, int n, int32_t left) {
 static int32_t ts_batch(TsTetri *p, const int *order, int n, double now, double window_s, int32_t left) {
     const TsCostModel *cm = p->cm;
     if (cm->max_batch < 2) return left;
-    for (int a = 0; a < n; a++) {
-        TsCand *lead = &p->cand[order[a]];
+    /* Only scheduled requests batch: scan those (in order), not all pending. */
+    int *sched = p->knap_of, ns = 0;
+    for (int a = 0; a < n; a++)
+        if (p->cand[order[a]].degree && !p->cand[order[a]].best_effort) sched[ns++] = order[a];
+    for (int a = 0; a < ns; a++) {
+        TsCand *lead = &p->cand[sched[a]];
         if (!lead->degree || lead->best_effort || lead->batch_leader >= 0 || lead->batch_n) continue;
         int cd = p->cm_didx[lead->res][lead->didx];
-        int members[TS_MAX_BATCH] = {order[a]}, nm = 1;
-        for (int b = a + 1; b < n && nm < cm->max_batch; b++) {
-            TsCand *c = &p->cand[order[b]];
+        int members[TS_MAX_BATCH] = {sched[a]}, nm = 1;
+        for (int b = a + 1; b < ns && nm < cm->max_batch; b++) {
+            TsCand *c = &p->cand[sched[b]];
             if (!c->degree || c->best_effort || c->batch_leader >= 0 || c->batch_n || c->res != lead->res ||
                 c->degree != lead->degree)
                 continue;
@@ -411,7 +417,7 @@ static int32_t ts_batch(TsTetri *p, const int *order, int n, double now, double 
             int ok = qmin >= 1 && ts_survives(p, c, now, qmin, Tb);
             for (int m = 0; m < nm && ok; m++) ok = ts_survives(p, &p->cand[members[m]], now, qmin, Tb);
             if (!ok) continue;
-            members[nm++] = order[b];
+            members[nm++] = sched[b];
         }
         if (nm < 2) continue;
         double Tb = ts_cost_step_s(cm, lead->res, cd, nm);
@@ -433,31 +439,67 @@ static int32_t ts_batch(TsTetri *p, const int *order, int n, double now, double 
 }
 
 /* Elastic scale-up: idle GPUs raise scheduled requests to their next
- * faster degree, the largest relative step-time gain first. */
+ * faster degree, the largest relative step-time gain first (ties: the lower
+ * candidate index). A heap on (gain, index): a request whose next degree
+ * does not fit in what is left never will (left only shrinks), so it is
+ * dropped; one raised goes back with its next gain. */
+static double ts_elastic_gain(const TsTetri *p, const TsCand *c) {
+    const TsDegreeSet *ds = &p->ds[c->res];
+    return (ds->step_s[c->didx] - ds->step_s[c->didx + 1]) / ds->step_s[c->didx];
+}
+
+static int ts_elastic_before(const TsTetri *p, const double *gain, int x, int y) {
+    (void)p;
+    return gain[x] > gain[y] || (gain[x] == gain[y] && x < y);
+}
+
+static void ts_heap_push(const TsTetri *p, int *h, int *nh, const double *gain, int k) {
+    int i = (*nh)++;
+    h[i] = k;
+    while (i > 0 && ts_elastic_before(p, gain, h[i], h[(i - 1) / 2])) {
+        int t = h[i];
+        h[i] = h[(i - 1) / 2];
+        h[(i - 1) / 2] = t;
+        i = (i - 1) / 2;
+    }
+}
+
+static int ts_heap_pop(const TsTetri *p, int *h, int *nh, const double *gain) {
+    int top = h[0], i = 0;
+    h[0] = h[--(*nh)];
+    for (;;) {
+        int l = 2 * i + 1, r = l + 1, m = i;
+        if (l < *nh && ts_elastic_before(p, gain, h[l], h[m])) m = l;
+        if (r < *nh && ts_elastic_before(p, gain, h[r], h[m])) m = r;
+        if (m == i) break;
+        int t = h[i];
+        h[i] = h[m];
+        h[m] = t;
+        i = m;
+    }
+    return top;
+}
+
 static int32_t ts_elastic(TsTetri *p, int n, double window_s, int32_t left) {
-    int *sched = p->knap_of, ns = 0; /* scratch: the scheduled candidates */
-    for (int k = 0; k < n; k++)
-        if (p->cand[k].degree) sched[ns++] = k;
-    while (left > 0) {
-        int best = -1;
-        double best_gain = 0;
-        for (int j = 0; j < ns; j++) {
-            int k = sched[j];
-            TsCand *c = &p->cand[k];
-            if (!c->degree || c->best_effort || c->batch_n || c->batch_leader >= 0) continue;
-            const TsDegreeSet *ds = &p->ds[c->res];
-            if (c->didx + 1 >= ds->n) continue;
-            int32_t extra = ds->degree[c->didx + 1] - c->degree;
-            if (extra > left) continue;
-            double gain = (ds->step_s[c->didx] - ds->step_s[c->didx + 1]) / ds->step_s[c->didx];
-            if (gain > best_gain) best_gain = gain, best = k;
-        }
-        if (best < 0) return left;
-        TsCand *c = &p->cand[best];
+    int *heap = p->knap_of, nh = 0; /* scratch */
+    double *gain = p->gain;
+    for (int k = 0; k < n; k++) {
+        TsCand *c = &p->cand[k];
+        if (!c->degree || c->best_effort || c->batch_n || c->batch_leader >= 0) continue;
+        if (c->didx + 1 >= p->ds[c->res].n) continue;
+        gain[k] = ts_elastic_gain(p, c);
+        if (gain[k] > 0) ts_heap_push(p, heap, &nh, gain, k);
+    }
+    while (left > 0 && nh > 0) {
+        int k = ts_heap_pop(p, heap, &nh, gain);
+        TsCand *c = &p->cand[k];
         const TsDegreeSet *ds = &p->ds[c->res];
-        left -= ds->degree[c->didx + 1] - c->degree;
+        int32_t extra = ds->degree[c->didx + 1] - c->degree;
+        if (extra > left) continue;
+        left -= extra;
         int32_t q = ts_round_steps(window_s, ds->step_s[c->didx + 1], c->R);
         ts_cand_set(p, c, c->didx + 1, q > c->q ? q : c->q);
+        if (c->didx + 1 < ds->n && (gain[k] = ts_elastic_gain(p, c)) > 0) ts_heap_push(p, heap, &nh, gain, k);
     }
     return left;
 }
@@ -579,6 +621,7 @@ static TsStatus ts_tetri_schedule(TsTetri *p, const TsState *st, TsPlan *plan, d
         p->order = ts_xrealloc(p->order, (size_t)(4 * cap) * sizeof *p->order); /* + knapsack scratch */
         p->knap_of = ts_xrealloc(p->knap_of, (size_t)cap * sizeof *p->knap_of);
         p->choice = ts_xrealloc(p->choice, (size_t)cap * sizeof *p->choice);
+        p->gain = ts_xrealloc(p->gain, (size_t)cap * sizeof *p->gain);
         p->cap_items = cap;
     }
     for (int k = 0; k < n; k++) p->order[k] = k;
