@@ -90,6 +90,7 @@ typedef struct TsCand {
     int32_t batch_n;         /* members, on the leader */
     int32_t batch_member[TS_MAX_BATCH]; /* on the leader: the others, ascending index */
     int best_effort;
+    int built; /* options built (plan computed); lazily for slack requests */
 } TsCand;
 
 /* The choices the paper leaves open (--choice NAME=VALUE,...; README
@@ -119,6 +120,7 @@ typedef struct TsTetri {
     int32_t **cm_didx; /* [n_res][ds.n]: degree index in the cost model */
     double *tmin_s;    /* [n_res] */
     const TsCostModel *cm;
+    double now_s, window_s; /* the round being decided (lazy option building) */
     TsCand *cand;
     int64_t cap_cand;
     int *order, *knap_of, *choice;
@@ -324,25 +326,18 @@ static int32_t ts_round_steps(double window_s, double T, int32_t cap) {
     return q < 0 ? 0 : q;
 }
 
-/* Classify a ready request and build its options for a round of window_s. */
-static void ts_cand_build(TsTetri *p, const TsState *st, int64_t i, double now, double window_s, TsCand *c) {
-    const TsReq *q = &st->req[i];
-    memset(c, 0, sizeof *c);
-    c->i = i;
-    c->res = q->res;
-    c->R = q->steps - q->steps_done;
-    c->deadline_s = q->deadline_s;
-    c->batch_leader = -1;
-    double tmin = p->tmin_s[c->res], oh = p->cm->overhead_s;
-    c->laxity_s = q->deadline_s - now - (double)c->R * tmin - oh;
-    if (c->laxity_s < -1e-9) {
-        c->cls = TS_CLS_HOPELESS;
-        return;
-    }
+/* A candidate's plan (ts_tetri_min_alloc) and its options for the round
+ * being decided. Only the requests that must run now need them up front
+ * (the knapsack); a slack request's are built when the free GPUs reach it
+ * (ts_fill) or batching asks, which is most of the decision time saved
+ * when many requests wait: the same options either way. */
+static void ts_cand_options(TsTetri *p, TsCand *c) {
+    double now = p->now_s, window_s = p->window_s, oh = p->cm->overhead_s;
+    c->built = 1;
     TsAlloc a;
     const TsDegreeSet *ds = &p->ds[c->res];
-    if (ts_tetri_min_alloc(ds, c->R, q->deadline_s - now - oh, &a)) {
-        c->cls = TS_CLS_HOPELESS; /* only rounding separates it from the test above */
+    if (ts_tetri_min_alloc(ds, c->R, c->deadline_s - now - oh, &a)) {
+        c->cls = TS_CLS_HOPELESS; /* only rounding separates it from the laxity test */
         return;
     }
     for (int m = 0; m < a.n; m++) {
@@ -355,8 +350,29 @@ static void ts_cand_build(TsTetri *p, const TsState *st, int64_t i, double now, 
         if (dup) continue;
         c->opt[c->n_opt++] = (TsOpt){d, steps, ts_survives(p, c, now, steps, T)};
     }
+}
+
+/* Classify a ready request for the round being decided (p->now_s); the
+ * options of the requests that must run now are built at once. */
+static void ts_cand_build(TsTetri *p, const TsState *st, int64_t i, TsCand *c) {
+    const TsReq *q = &st->req[i];
+    double now = p->now_s;
+    memset(c, 0, sizeof *c);
+    c->i = i;
+    c->res = q->res;
+    c->R = q->steps - q->steps_done;
+    c->deadline_s = q->deadline_s;
+    c->batch_leader = -1;
+    double tmin = p->tmin_s[c->res], oh = p->cm->overhead_s;
+    c->laxity_s = q->deadline_s - now - (double)c->R * tmin - oh;
+    if (c->laxity_s < -1e-9) {
+        c->cls = TS_CLS_HOPELESS;
+        c->built = 1;
+        return;
+    }
     int none_survives = now + p->tau_s + (double)c->R * tmin + oh <= c->deadline_s + 1e-9;
     c->cls = none_survives ? TS_CLS_SLACK : TS_CLS_NEEDS_RUN;
+    if (c->cls == TS_CLS_NEEDS_RUN) ts_cand_options(p, c);
 }
 
 static void ts_cand_set(TsTetri *p, TsCand *c, int32_t didx, int32_t q) {
@@ -378,6 +394,7 @@ static int32_t ts_fill(TsTetri *p, const int *order, int n, int32_t left) {
     for (int k = 0; k < n && left > 0; k++) {
         TsCand *c = &p->cand[order[k]];
         if (c->degree || c->cls == TS_CLS_HOPELESS || c->batch_leader >= 0) continue;
+        if (!c->built) ts_cand_options(p, c);
         for (int o = 0; o < c->n_opt; o++) {
             int32_t w = p->ds[c->res].degree[c->opt[o].didx];
             if (w > left) continue;
@@ -607,11 +624,13 @@ static int ts_deg_desc_cmp(const void *a, const void *b) {
 static TsStatus ts_tetri_schedule(TsTetri *p, const TsState *st, TsPlan *plan, double window_s, TsErr *err) {
     double now = st->now_s;
     int n = 0;
+    p->now_s = now;
+    p->window_s = window_s;
     for (int64_t r = 0; r < st->n_pending; r++) {
         int64_t i = st->pending[r];
         if (st->req[i].state != TS_REQ_READY) continue;
         TS_GROW(p->cand, p->cap_cand, n + 1);
-        ts_cand_build(p, st, i, now, window_s, &p->cand[n]);
+        ts_cand_build(p, st, i, &p->cand[n]);
         n++;
     }
     if (n == 0 || st->n_free == 0) return TS_OK;
@@ -668,7 +687,12 @@ static TsStatus ts_tetri_schedule(TsTetri *p, const TsState *st, TsPlan *plan, d
     left = ts_fill(p, p->order, n, left);
     if (p->cfg.batching) {
         int waiting = 0;
-        for (int k = 0; k < n; k++) waiting |= !p->cand[k].degree && p->cand[k].cls != TS_CLS_HOPELESS && p->cand[k].n_opt;
+        for (int k = 0; k < n && !waiting; k++) {
+            TsCand *c = &p->cand[k];
+            if (c->degree || c->cls == TS_CLS_HOPELESS) continue;
+            if (!c->built) ts_cand_options(p, c);
+            waiting = c->cls != TS_CLS_HOPELESS && c->n_opt;
+        }
         if (waiting) {
             left = ts_batch(p, p->order, n, now, window_s, left);
             left = ts_fill(p, p->order, n, left);
