@@ -30,6 +30,9 @@
  *    times of the mix "so that work ends near round boundaries" without a
  *    formula; ending the round with its work is ours, measured against
  *    fixed-length rounds (README "Rounds").
+ *  - Every choice of ours where the paper is silent (round end, segment
+ *    end, knapsack ties, survival's t_r+1, best effort) can be set back to
+ *    the old one with --choice (TsTetriChoices).
  *
  * At each boundary (t = now):
  *  1. per ready request: hopeless if t + R x T_min + overhead > deadline;
@@ -94,7 +97,9 @@ typedef struct TsCand {
 } TsCand;
 
 /* The choices the paper leaves open (--choice NAME=VALUE,...; README
- * "tetriserve"): ours by default, the old ones to measure against. */
+ * "tetriserve"): our choice where the paper is silent by default (all
+ * flags 0 for tetriserve), the old one to measure against
+ * (scripts/choices.sh: each against the old, held-out seeds). */
 typedef struct TsTetriChoices {
     int fixed_rounds;       /* rounds=fixed: every round lasts tau (default adaptive) */
     int idle_segment_end;   /* segment-end=idle: GPUs idle after a short segment (default continue) */
