@@ -2,7 +2,8 @@
 # scripts/paper.sh - the paper's evaluation, reproduced in simulation from
 # the profiles in profiles/ (issue #3): sweeps into results/paper/, the
 # Markdown tables of README.md ("The paper's evaluation") into
-# results/paper/tables.md (and stdout), and PNG plots beside them.
+# results/paper/tables.md (and stdout), with the upper bounds on SAR of
+# scripts/sar_bound.py, and PNG plots beside them.
 #
 #   SEEDS=1:5    trace seeds per grid cell (trace-gen --seed)
 #   NP=1         MPI ranks for the sweeps (mpirun -np NP when > 1)
@@ -69,7 +70,8 @@ for tr in uniform skewed; do
     done
 done
 
-$PY scripts/paper.py "$OUT" | tee "$OUT/tables.md"
+{ $PY scripts/paper.py "$OUT"; $PY scripts/sar_bound.py --bin "$BIN" "$OUT"/flux_scale.h5 "$OUT"/sd3_scale.h5; } |
+    tee "$OUT/tables.md"
 
 echo "== plots" >&2
 mkdir -p "$OUT/png"

@@ -102,6 +102,8 @@ typedef struct TsPolicyConfig {
     int preserve;             /* placement preservation (default 1) */
     int elastic;              /* work-conserving elastic scale-up (default 1) */
     int batching;             /* selective batching (default 1) */
+    const char *choices;      /* tetriserve/tetriplus: NAME=VALUE,... for the choices the paper
+                                 leaves open (NULL: the defaults; README "tetriserve") */
 } TsPolicyConfig;
 
 void ts_policy_config_default(TsPolicyConfig *c);

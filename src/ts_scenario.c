@@ -9,7 +9,7 @@
 #include "ts_results.h"
 #include "ts_sim.h"
 
-enum { OPT_RSSP = 1000, OPT_ROUND_STEPS, OPT_ROUND_MS, OPT_NO_PRESERVE, OPT_NO_ELASTIC, OPT_NO_BATCH };
+enum { OPT_RSSP = 1000, OPT_ROUND_STEPS, OPT_ROUND_MS, OPT_NO_PRESERVE, OPT_NO_ELASTIC, OPT_NO_BATCH, OPT_CHOICE };
 
 const struct option ts_policy_long_options[] = {
     {"rssp-degrees", required_argument, NULL, OPT_RSSP},
@@ -18,6 +18,7 @@ const struct option ts_policy_long_options[] = {
     {"no-preserve", no_argument, NULL, OPT_NO_PRESERVE},
     {"no-elastic", no_argument, NULL, OPT_NO_ELASTIC},
     {"no-batch", no_argument, NULL, OPT_NO_BATCH},
+    {"choice", required_argument, NULL, OPT_CHOICE},
     {NULL, 0, NULL, 0},
 };
 
@@ -29,7 +30,13 @@ const char ts_policy_options_help[] =
     "  --round-ms MS             round-based policies: round length in ms (overrides steps)\n"
     "  --no-preserve             tetriserve: no placement preservation (ablation)\n"
     "  --no-elastic              tetriserve: no elastic scale-up (ablation)\n"
-    "  --no-batch                tetriserve: no selective batching (ablation)\n";
+    "  --no-batch                tetriserve: no selective batching (ablation)\n"
+    "  --choice NAME=VALUE,...   tetriserve/tetriplus: the choices the paper leaves open\n"
+    "                            (first value: the default; README \"tetriserve\"):\n"
+    "                            rounds=adaptive|fixed, segment-end=continue|idle,\n"
+    "                            ties=widest|narrowest, survival=option-end|round-end,\n"
+    "                            best-effort=one-gpu|in-round (tetriplus: in-round),\n"
+    "                            best-effort-order=before-elastic|last (tetriplus: last)\n";
 
 int ts_policy_option(int opt, const char *arg, TsPolicyConfig *cfg, TsErr *err) {
     switch (opt) {
@@ -49,6 +56,7 @@ int ts_policy_option(int opt, const char *arg, TsPolicyConfig *cfg, TsErr *err) 
     case OPT_NO_PRESERVE: cfg->preserve = 0; return 1;
     case OPT_NO_ELASTIC: cfg->elastic = 0; return 1;
     case OPT_NO_BATCH: cfg->batching = 0; return 1;
+    case OPT_CHOICE: cfg->choices = arg; return 1;
     }
     return 0;
 }

@@ -510,9 +510,9 @@ void ts_sweep_describe(const TsSweepGrid *g, int64_t index, char *buf, size_t le
 
 void ts_sweep_policy_config(const TsSweepGrid *g, char *buf, size_t len) {
     const TsPolicyConfig *p = &g->pcfg;
-    snprintf(buf, len, "rssp_degrees=%s round_steps=%d round_ms=%g preserve=%d elastic=%d batching=%d",
+    snprintf(buf, len, "rssp_degrees=%s round_steps=%d round_ms=%g preserve=%d elastic=%d batching=%d%s%s",
              p->rssp_degrees ? p->rssp_degrees : "auto", (int)p->round_steps, p->round_ms,
-             p->preserve, p->elastic, p->batching);
+             p->preserve, p->elastic, p->batching, p->choices ? " choice=" : "", p->choices ? p->choices : "");
 }
 
 /* The name of a scenario's trace: its path, or how it was generated. */

@@ -157,80 +157,146 @@ int ts_tetri_min_alloc(const TsDegreeSet *ds, int32_t R, double B, TsAlloc *a) {
 void ts_knap_init(TsKnap *k) { memset(k, 0, sizeof *k); }
 
 void ts_knap_free(TsKnap *k) {
-    free(k->dp);
-    free(k->tmp);
-    free(k->choice);
+    free(k->suf);
     memset(k, 0, sizeof *k);
 }
 
 int32_t ts_knap_solve(TsKnap *k, const TsKnapItem *items, int n, int32_t cap, int *choice) {
     if (cap < 0) cap = 0;
     int64_t W = (int64_t)cap + 1;
-    if (W > k->cap_dp) {
-        k->dp = ts_xrealloc(k->dp, (size_t)W * sizeof *k->dp);
-        k->tmp = ts_xrealloc(k->tmp, (size_t)W * sizeof *k->tmp);
-        k->cap_dp = W;
+    if ((int64_t)(n + 1) * W > k->cap_suf) {
+        k->suf = ts_xrealloc(k->suf, (size_t)((int64_t)(n + 1) * W) * sizeof *k->suf);
+        k->cap_suf = (int64_t)(n + 1) * W;
     }
-    if ((int64_t)n * W > k->cap_choice) {
-        k->choice = ts_xrealloc(k->choice, (size_t)((int64_t)n * W));
-        k->cap_choice = (int64_t)n * W;
-    }
-    /* dp[c]: best value with total width <= c over the items so far. */
-    memset(k->dp, 0, (size_t)W * sizeof *k->dp);
-    for (int i = 0; i < n; i++) {
+    /* suf[i][c]: best value of items i..n-1 with total width <= c, built
+     * from the last item back, so that the choice can be made front to
+     * back: each item the widest option that keeps the optimum. */
+    int32_t *last = k->suf + (int64_t)n * W;
+    memset(last, 0, (size_t)W * sizeof *last);
+    for (int i = n - 1; i >= 0; i--) {
         const TsKnapItem *it = &items[i];
-        int8_t *ch = k->choice + (int64_t)i * W;
+        int32_t *cur = k->suf + (int64_t)i * W, *next = cur + W;
         for (int64_t c = 0; c < W; c++) {
-            int32_t best = k->dp[c] + it->none_value;
-            int8_t bo = -1;
+            int32_t best = next[c] + it->none_value;
             for (int o = 0; o < it->n_opt; o++) {
                 int32_t w = it->width[o];
-                if (w > c) continue;
-                int32_t v = k->dp[c - w] + it->value[o];
-                if (v > best) best = v, bo = (int8_t)o;
+                if (w <= c && next[c - w] + it->value[o] > best) best = next[c - w] + it->value[o];
             }
-            k->tmp[c] = best;
-            ch[c] = bo;
+            cur[c] = best;
         }
-        int32_t *t = k->dp;
-        k->dp = k->tmp;
-        k->tmp = t;
     }
-    /* The smallest width reaching the optimum, then walk back. */
-    int32_t best = k->dp[cap];
     int64_t c = cap;
-    while (c > 0 && k->dp[c - 1] == best) c--;
-    for (int i = n - 1; i >= 0; i--) {
-        int8_t o = k->choice[(int64_t)i * W + c];
-        choice[i] = o;
-        if (o >= 0) c -= items[i].width[o];
+    for (int i = 0; i < n; i++) {
+        const TsKnapItem *it = &items[i];
+        const int32_t *cur = k->suf + (int64_t)i * W, *next = cur + W;
+        int bo = -1;
+        int32_t bw = 0;
+        for (int o = 0; o < it->n_opt; o++) {
+            int32_t w = it->width[o];
+            if (w <= c && w > bw && next[c - w] + it->value[o] == cur[c]) bo = o, bw = w;
+        }
+        /* bo < 0: "none" keeps the optimum (it must, if no option does). */
+        choice[i] = bo;
+        c -= bw;
     }
-    return best;
+    return k->suf[cap];
 }
 
-/* Sort key: (narrowest width, item index) packed for qsort. */
-static const TsKnapItem *ts_unit_items;
+/* Narrowest option of an item (its index in *opt); INT32_MAX if none. */
 static int32_t ts_unit_narrowest(const TsKnapItem *it, int *opt) {
     int32_t w = INT32_MAX;
     for (int o = 0; o < it->n_opt; o++)
         if (it->width[o] < w) w = it->width[o], *opt = o;
     return w;
 }
-static int ts_unit_cmp(const void *a, const void *b) {
+
+static int ts_int_cmp(const void *a, const void *b) {
+    int x = *(const int *)a, y = *(const int *)b;
+    return (x > y) - (x < y);
+}
+
+/* Most items the counts per distinct width (ascending) fit in cap. */
+static int32_t ts_unit_max_count(const int *width, const int *count, int n_width, int64_t cap) {
+    int32_t got = 0;
+    for (int j = 0; j < n_width; j++) {
+        int64_t take = cap / width[j];
+        if (take >= count[j]) {
+            got += count[j];
+            cap -= (int64_t)count[j] * width[j];
+            continue;
+        }
+        got += (int32_t)take; /* what is left is narrower than this width, and the rest are wider */
+        break;
+    }
+    return got;
+}
+
+int32_t ts_knap_unit_solve(const TsKnapItem *items, int n, int32_t cap, int *choice, int *scratch) {
+    int *width = scratch, *count = scratch + n, *cls = scratch + 2 * n;
+    int m = 0;
+    for (int i = 0; i < n; i++) {
+        int o = 0;
+        if (items[i].n_opt) width[m++] = ts_unit_narrowest(&items[i], &o);
+    }
+    /* Distinct narrowest widths, ascending, with how many items have each. */
+    qsort(width, (size_t)m, sizeof *width, ts_int_cmp);
+    int nw = 0;
+    for (int k = 0; k < m; k++)
+        if (nw == 0 || width[nw - 1] != width[k]) width[nw++] = width[k];
+    memset(count, 0, (size_t)nw * sizeof *count);
+    for (int i = 0; i < n; i++) {
+        int o = 0, lo = 0, hi = nw - 1;
+        cls[i] = -1;
+        if (!items[i].n_opt) continue;
+        int32_t w = ts_unit_narrowest(&items[i], &o);
+        while (lo < hi) { /* the class of w */
+            int mid = (lo + hi) / 2;
+            if (width[mid] < w) lo = mid + 1;
+            else hi = mid;
+        }
+        cls[i] = lo;
+        count[lo]++;
+    }
+    int64_t left = cap < 0 ? 0 : cap;
+    int32_t best = ts_unit_max_count(width, count, nw, left), got = 0;
+    for (int i = 0; i < n; i++) {
+        choice[i] = -1;
+        if (cls[i] < 0) continue;
+        count[cls[i]]--; /* the counts now describe the items after i */
+        const TsKnapItem *it = &items[i];
+        int bo = -1;
+        int32_t bw = 0;
+        for (int o = 0; o < it->n_opt; o++) {
+            int32_t w = it->width[o];
+            if (w <= left && w > bw && got + 1 + ts_unit_max_count(width, count, nw, left - w) >= best) bo = o, bw = w;
+        }
+        if (bo < 0) continue; /* none: the items after i complete the optimum */
+        choice[i] = bo;
+        left -= bw;
+        got++;
+    }
+    return got;
+}
+
+/* The old tie rule, kept to measure against (--choice ties=narrowest): the
+ * same optimum count, with the least total width (the narrowest items
+ * first, ties by item order, each its narrowest option). */
+static const TsKnapItem *ts_narrow_items;
+static int ts_narrow_cmp(const void *a, const void *b) {
     int i = *(const int *)a, j = *(const int *)b, oi = 0, oj = 0;
-    int32_t wi = ts_unit_narrowest(&ts_unit_items[i], &oi), wj = ts_unit_narrowest(&ts_unit_items[j], &oj);
+    int32_t wi = ts_unit_narrowest(&ts_narrow_items[i], &oi), wj = ts_unit_narrowest(&ts_narrow_items[j], &oj);
     if (wi != wj) return wi < wj ? -1 : 1;
     return (i > j) - (i < j);
 }
 
-int32_t ts_knap_unit_solve(const TsKnapItem *items, int n, int32_t cap, int *choice, int *scratch) {
+int32_t ts_knap_unit_solve_narrow(const TsKnapItem *items, int n, int32_t cap, int *choice, int *scratch) {
     int m = 0;
     for (int i = 0; i < n; i++) {
         choice[i] = -1;
         if (items[i].n_opt) scratch[m++] = i;
     }
-    ts_unit_items = items;
-    qsort(scratch, (size_t)m, sizeof *scratch, ts_unit_cmp);
+    ts_narrow_items = items;
+    qsort(scratch, (size_t)m, sizeof *scratch, ts_narrow_cmp);
     int32_t count = 0;
     for (int k = 0; k < m; k++) {
         int o = 0;

@@ -40,9 +40,15 @@ int ts_tetri_min_alloc(const TsDegreeSet *ds, int32_t steps, double budget_s, Ts
 
 /* Step 4: group knapsack. n items, each with up to TS_KNAP_MAX_OPT options
  * (width >= 1, value >= 0); "none" (width 0, value none_value[i]) is
- * always allowed. Maximises the total value with total width <= cap; among
- * optimal choices, the smallest total width; ties by item order. Writes
- * choice[i] = option index or -1 (none). Returns the best value. */
+ * always allowed. Maximises the total value with total width <= cap. Among
+ * the optimal choices (the paper is silent on ties), the lexicographically
+ * widest in item order: item 0 takes its widest option that still allows
+ * an optimal total, then item 1, and so on (equal widths: the lower option
+ * index; "none" counts as width 0). The scheduler lists its items earliest
+ * deadline first, so the most urgent requests get the most GPUs the
+ * survivor count allows (README "tetriserve": measured against the least
+ * total width). Writes choice[i] = option index or -1 (none). Returns the
+ * best value. */
 #define TS_KNAP_MAX_OPT 4
 typedef struct TsKnapItem {
     int n_opt;
@@ -52,10 +58,8 @@ typedef struct TsKnapItem {
 } TsKnapItem;
 
 typedef struct TsKnap {
-    int32_t *dp;      /* [cap + 1] */
-    int32_t *tmp;     /* [cap + 1] */
-    int8_t *choice;   /* [n_items x (cap + 1)] */
-    int64_t cap_dp, cap_choice;
+    int32_t *suf;     /* [(n_items + 1) x (cap + 1)]: best value of items i.. */
+    int64_t cap_suf;
 } TsKnap;
 
 void ts_knap_init(TsKnap *k);
@@ -64,11 +68,21 @@ int32_t ts_knap_solve(TsKnap *k, const TsKnapItem *items, int n, int32_t cap, in
 
 /* The knapsack the scheduler actually solves has unit values (1 if the
  * option lets the request survive) and none = 0. Maximising the count of
- * chosen items under a width budget is then solved exactly by taking each
- * item's narrowest option and the narrowest items first (ties by item
- * order): any optimum has the c smallest widths. Same optimum, same least
- * total width as ts_knap_solve (tested), in O(n log n) instead of
- * O(n x cap). Requires value[o] == 1 and none_value == 0 for every item. */
+ * chosen items under a width budget: the optimum count c is reached by the
+ * items with the c smallest narrowest widths; the same tie rule as
+ * ts_knap_solve (lexicographically widest in item order among the
+ * optima) is then applied greedily, each item taking its widest option for
+ * which the items after it can still complete a count of c (checked in
+ * O(D) with counts per distinct narrowest width, D distinct widths: the
+ * scheduler's widths are degrees, D <= TS_TETRI_MAX_DEG). The same choice
+ * as ts_knap_solve (tested), in O(n log n + n x options x D) instead of
+ * O(n x cap). Requires value[o] == 1 and none_value == 0 for every item.
+ * scratch: 3 x n ints. */
 int32_t ts_knap_unit_solve(const TsKnapItem *items, int n, int32_t cap, int *choice, int *scratch);
+
+/* The same optimum count under the old tie rule (least total width: the
+ * narrowest items first, ties by item order, each its narrowest option),
+ * kept to measure against (--choice ties=narrowest). scratch: n ints. */
+int32_t ts_knap_unit_solve_narrow(const TsKnapItem *items, int n, int32_t cap, int *choice, int *scratch);
 
 #endif

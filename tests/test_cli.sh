@@ -47,6 +47,9 @@ expect_fail "slo-scale nan" "--slo-scale" "$bin" simulate --trace "$trace" --pro
 expect_fail "missing --trace" "--trace is required" "$bin" simulate --profile "$prof" --gpus 8 --policy sp1 --out "$tmp/out.h5"
 expect_fail "unwritable output" "no/such/dir/out.h5" "$bin" simulate --trace "$trace" --profile "$prof" --gpus 8 --policy sp1 --out "$tmp/no/such/dir/out.h5"
 expect_fail "bad rssp degrees" "--rssp-degrees" "$bin" simulate --trace "$trace" --profile "$prof" --gpus 8 --policy rssp --rssp-degrees 256=1 --out "$tmp/out.h5"
+expect_fail "bad choice value" "ties is widest or narrowest" "$bin" simulate --trace "$trace" --profile "$prof" --gpus 8 --policy tetriserve --choice ties=foo --out "$tmp/out.h5"
+expect_fail "unknown choice" "unknown 'bar'" "$bin" simulate --trace "$trace" --profile "$prof" --gpus 8 --policy tetriplus --choice rounds=fixed,bar=1 --out "$tmp/out.h5"
+expect_fail "choice without value" "'ties' is not NAME=VALUE" "$bin" simulate --trace "$trace" --profile "$prof" --gpus 8 --policy tetriserve --choice ties --out "$tmp/out.h5"
 expect_fail "unknown verb" "unknown verb" "$bin" frobnicate
 expect_fail "compare unknown policy" "unknown policy" "$bin" compare --trace "$trace" --profile "$prof" --gpus 8 --policies sp1,nope
 expect_fail "report missing file" "nonexistent.h5" "$bin" report "$tmp/nonexistent.h5"

@@ -1,7 +1,8 @@
 /* test_tetri.c - the TetriServe scheduler's building blocks against brute
  * force, and the policies' schedules against the invariants.
  *  - ts_tetri_min_alloc vs every split of the steps over the degrees;
- *  - ts_knap_solve vs exhaustive search (up to 6 requests, 8 GPUs);
+ *  - ts_knap_solve vs exhaustive search (up to 6 requests, 8 GPUs): the
+ *    optimum and the tie rule; the unit-value solver vs the DP;
  *  - tetriserve / tetriplus (with batching) on a real profile: SPEC.md
  *    validity, no GPU twice, steps once and in order, determinism. */
 #include "ts_test.h"
@@ -102,19 +103,38 @@ static void test_min_alloc_paper_case(void **state) {
     assert_int_equal(ts_tetri_min_alloc(&ds, 28, 28 * 0.143 - 0.01, &a), -1);
 }
 
-static int32_t brute_knap(const TsKnapItem *items, int n, int32_t cap, int i, int32_t *min_w, int32_t w_acc) {
-    if (i == n) {
-        *min_w = w_acc;
-        return 0;
+/* Exhaustive search: the best total value, and among the optimal choices
+ * the lexicographically widest width vector in item order (equal widths:
+ * the lower option index; none = width 0), as ts_tetri.h specifies. */
+typedef struct BruteKnap {
+    int32_t best_v;
+    int best[6], cur[6];
+} BruteKnap;
+
+static int brute_better(const TsKnapItem *items, int n, const int *a, const int *b) {
+    for (int i = 0; i < n; i++) {
+        int32_t wa = a[i] < 0 ? 0 : items[i].width[a[i]], wb = b[i] < 0 ? 0 : items[i].width[b[i]];
+        if (wa != wb) return wa > wb;
+        if (a[i] != b[i]) return a[i] >= 0 && (b[i] < 0 || a[i] < b[i]);
     }
-    int32_t mw, best = items[i].none_value + brute_knap(items, n, cap, i + 1, &mw, w_acc), best_w = mw;
+    return 0;
+}
+
+static void brute_knap(const TsKnapItem *items, int n, int32_t cap, int i, int32_t w_acc, int32_t v_acc, BruteKnap *bk) {
+    if (i == n) {
+        if (v_acc > bk->best_v || (v_acc == bk->best_v && brute_better(items, n, bk->cur, bk->best))) {
+            bk->best_v = v_acc;
+            memcpy(bk->best, bk->cur, sizeof bk->best);
+        }
+        return;
+    }
+    bk->cur[i] = -1;
+    brute_knap(items, n, cap, i + 1, w_acc, v_acc + items[i].none_value, bk);
     for (int o = 0; o < items[i].n_opt; o++) {
         if (w_acc + items[i].width[o] > cap) continue;
-        int32_t v = items[i].value[o] + brute_knap(items, n, cap, i + 1, &mw, w_acc + items[i].width[o]);
-        if (v > best || (v == best && mw < best_w)) best = v, best_w = mw;
+        bk->cur[i] = o;
+        brute_knap(items, n, cap, i + 1, w_acc + items[i].width[o], v_acc + items[i].value[o], bk);
     }
-    *min_w = best_w;
-    return best;
 }
 
 static void test_knapsack_vs_exhaustive(void **state) {
@@ -136,17 +156,19 @@ static void test_knapsack_vs_exhaustive(void **state) {
         }
         int choice[6];
         int32_t got = ts_knap_solve(&k, items, n, cap, choice);
-        int32_t min_w, want = brute_knap(items, n, cap, 0, &min_w, 0);
-        if (got != want) fail_msg("case %d: knapsack %d survivors, exhaustive %d", it, got, want);
-        /* The choice is feasible, achieves the value, with the least width. */
+        BruteKnap bk = {.best_v = -1};
+        brute_knap(items, n, cap, 0, 0, 0, &bk);
+        if (got != bk.best_v) fail_msg("case %d: knapsack %d survivors, exhaustive %d", it, got, bk.best_v);
+        /* The choice is feasible, achieves the value, and is the tie rule's. */
         int32_t v = 0, w = 0;
         for (int i = 0; i < n; i++) {
             if (choice[i] < 0) v += items[i].none_value;
             else v += items[i].value[choice[i]], w += items[i].width[choice[i]];
+            if (choice[i] != bk.best[i])
+                fail_msg("case %d: item %d takes option %d, the tie rule %d", it, i, choice[i], bk.best[i]);
         }
-        assert_int_equal(v, want);
+        assert_int_equal(v, bk.best_v);
         assert_true(w <= cap);
-        assert_int_equal(w, min_w);
     }
     ts_knap_free(&k);
 }
@@ -166,18 +188,35 @@ static void test_unit_knapsack_matches_dp(void **state) {
             items[i].none_value = 0;
             for (int o = 0; o < items[i].n_opt; o++) items[i].width[o] = 1 << (rand() % 4), items[i].value[o] = 1;
         }
-        int c1[40], c2[40], scratch[40];
+        int c1[40], c2[40], scratch[3 * 40];
         int32_t dp = ts_knap_solve(&k, items, n, cap, c1);
         int32_t greedy = ts_knap_unit_solve(items, n, cap, c2, scratch);
         assert_int_equal(dp, greedy);
-        int32_t w1 = 0, w2 = 0, v2 = 0;
+        int32_t w2 = 0, v2 = 0;
         for (int i = 0; i < n; i++) {
-            if (c1[i] >= 0) w1 += items[i].width[c1[i]];
             if (c2[i] >= 0) w2 += items[i].width[c2[i]], v2++;
+            if (c1[i] != c2[i]) fail_msg("case %d: item %d: DP option %d, greedy %d", it, i, c1[i], c2[i]);
         }
-        assert_int_equal(v2, greedy);
-        assert_int_equal(w1, w2); /* the same least total width */
+        assert_int_equal(v2, greedy); /* the same choice, hence the same tie rule */
         assert_true(w2 <= cap);
+        /* The old rule: the same count, the least total width (the sum of
+         * the count smallest narrowest widths). */
+        int c3[40], mins[40], nm = 0;
+        int32_t narrow = ts_knap_unit_solve_narrow(items, n, cap, c3, scratch);
+        assert_int_equal(narrow, dp);
+        int32_t w3 = 0, v3 = 0, least = 0;
+        for (int i = 0; i < n; i++) {
+            if (c3[i] >= 0) w3 += items[i].width[c3[i]], v3++;
+            int32_t mn = INT32_MAX;
+            for (int o = 0; o < items[i].n_opt; o++) mn = items[i].width[o] < mn ? items[i].width[o] : mn;
+            if (items[i].n_opt) mins[nm++] = mn;
+        }
+        for (int a = 0; a < nm; a++) /* selection sort: n <= 40 */
+            for (int b = a + 1; b < nm; b++)
+                if (mins[b] < mins[a]) { int t = mins[a]; mins[a] = mins[b]; mins[b] = t; }
+        for (int a = 0; a < narrow; a++) least += mins[a];
+        assert_int_equal(v3, narrow);
+        assert_int_equal(w3, least);
     }
     ts_knap_free(&k);
 }
@@ -199,12 +238,17 @@ static void test_round_policies_invariants(void **state) {
     const char *names[2] = {"tetriserve", "tetriplus"};
     int batched_somewhere = 0;
     for (int p = 0; p < 2; p++)
-        for (int variant = 0; variant < 4; variant++) {
+        for (int variant = 0; variant < 6; variant++) {
             TsPolicyConfig pc;
             ts_policy_config_default(&pc);
             if (variant == 1) pc.preserve = 0;
             if (variant == 2) pc.elastic = 0;
             if (variant == 3) pc.batching = 0, pc.round_steps = 2;
+            /* The old choices where the paper is silent, and the other
+             * policy's best effort. */
+            if (variant == 4) pc.choices = "rounds=fixed,segment-end=idle,ties=narrowest,survival=round-end";
+            if (variant == 5)
+                pc.choices = p ? "best-effort=one-gpu,best-effort-order=before-elastic" : "best-effort=in-round,best-effort-order=last";
             TsRunLog a, b;
             for (int rep = 0; rep < 2; rep++) {
                 TsRunLog *log = rep ? &b : &a;
