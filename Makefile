@@ -121,8 +121,38 @@ $(BUILD)/tests/%: $(BUILD)/tests/%.o $(LIB)
 	$(E) LINK $@
 	$(Q)$(MPICC) $(LDFLAGS_ALL) $< $(LIB) $(LIBS) -lcmocka -o $@
 
-test: $(BIN) $(TEST_BINS)
-	$(Q)TS_BIN=$(abspath $(BIN)) TS_BUILD=$(BUILD) ./tests/run.sh $(TEST_BINS)
+# The cuda backend's host logic on CPU stand-ins for the device
+# (tests/fake_cuda.c), in every build, CUDA=0 included: kernels/ts_dit_cuda.c
+# compiled again with TS_HAVE_CUDA=1 and linked before the library, whose
+# real launchers (if any) are then never pulled in.
+FAKE_DIR  := $(BUILD)/tests/fake
+FAKE_OBJS := $(FAKE_DIR)/fake_cuda.o $(FAKE_DIR)/ts_dit_cuda.o
+$(FAKE_DIR)/fake_cuda.o: tests/fake_cuda.c
+	@mkdir -p $(dir $@)
+	$(E) CC $<
+	$(Q)$(CC) $(CFLAGS_ALL) -DTS_HAVE_CUDA=1 -Itests -c $< -o $@
+$(FAKE_DIR)/ts_dit_cuda.o: kernels/ts_dit_cuda.c
+	@mkdir -p $(dir $@)
+	$(E) CC $< [fake device]
+	$(Q)$(CC) $(CFLAGS_ALL) -DTS_HAVE_CUDA=1 -c $< -o $@
+$(BUILD)/tests/test_dit_cuda_host.o: CFLAGS_ALL += -DTS_HAVE_CUDA=1
+$(BUILD)/tests/test_dit_cuda_host: $(BUILD)/tests/test_dit_cuda_host.o $(FAKE_OBJS) $(LIB)
+	$(E) LINK $@
+	$(Q)$(MPICC) $(LDFLAGS_ALL) $< $(FAKE_OBJS) $(LIB) $(LIBS) -lcmocka -lpthread -o $@
+
+# The GPU test programs themselves, run on the stand-in device: a broken
+# check is found here, not on the first GPU machine.
+FAKE_GPU_TESTS := $(BUILD)/tests/gpu_test_kernels_fake
+$(FAKE_DIR)/gpu_test_%.o: tests/gpu_test_%.c
+	@mkdir -p $(dir $@)
+	$(E) CC $< [fake device]
+	$(Q)$(MPICC) $(CFLAGS_ALL) -DTS_HAVE_CUDA=1 -Itests -c $< -o $@
+$(BUILD)/tests/gpu_test_%_fake: $(FAKE_DIR)/gpu_test_%.o $(FAKE_OBJS) $(LIB)
+	$(E) LINK $@
+	$(Q)$(MPICC) $(LDFLAGS_ALL) $< $(FAKE_OBJS) $(LIB) $(LIBS) -o $@
+
+test: $(BIN) $(TEST_BINS) $(FAKE_GPU_TESTS)
+	$(Q)TS_BIN=$(abspath $(BIN)) TS_BUILD=$(BUILD) ./tests/run.sh $(TEST_BINS) $(FAKE_GPU_TESTS)
 
 BENCH_BINS := $(BUILD)/tests/bench_decide
 
