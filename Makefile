@@ -140,18 +140,36 @@ $(BUILD)/tests/test_dit_cuda_host: $(BUILD)/tests/test_dit_cuda_host.o $(FAKE_OB
 	$(E) LINK $@
 	$(Q)$(MPICC) $(LDFLAGS_ALL) $< $(FAKE_OBJS) $(LIB) $(LIBS) -lcmocka -lpthread -o $@
 
-# The GPU test programs themselves, run on the stand-in device: a broken
-# check is found here, not on the first GPU machine.
-FAKE_GPU_TESTS := $(BUILD)/tests/gpu_test_kernels_fake
+# NCCL's stand-in (tests/fake_nccl.c, MPI on host memory) and the gates of
+# src/mpi_gpu.c compiled for the stand-in device, for the GPU test programs
+# themselves (a broken check is found here, not on the first GPU machine)
+# and for tetriserve_fake: the executor and the profiler with their cuda
+# paths on the stand-ins (tests/test_cuda_fake.sh).
+FAKE_MPI_OBJS := $(FAKE_DIR)/fake_nccl.o $(FAKE_DIR)/mpi_gpu.o
+$(FAKE_DIR)/fake_nccl.o: tests/fake_nccl.c
+	@mkdir -p $(dir $@)
+	$(E) MPICC $< [fake NCCL]
+	$(Q)$(MPICC) $(CFLAGS_ALL) -DTS_HAVE_CUDA=1 -Itests -c $< -o $@
+$(FAKE_DIR)/mpi_%.o: src/mpi_%.c | $(BUILD)/ts_version.h
+	@mkdir -p $(dir $@)
+	$(E) MPICC $< [fake device]
+	$(Q)$(MPICC) $(CFLAGS_ALL) -DTS_HAVE_CUDA=1 -c $< -o $@
+FAKE_GPU_TESTS := $(BUILD)/tests/gpu_test_kernels_fake $(BUILD)/tests/gpu_test_dit_fake
 $(FAKE_DIR)/gpu_test_%.o: tests/gpu_test_%.c
 	@mkdir -p $(dir $@)
 	$(E) CC $< [fake device]
 	$(Q)$(MPICC) $(CFLAGS_ALL) -DTS_HAVE_CUDA=1 -Itests -c $< -o $@
-$(BUILD)/tests/gpu_test_%_fake: $(FAKE_DIR)/gpu_test_%.o $(FAKE_OBJS) $(LIB)
+$(BUILD)/tests/gpu_test_%_fake: $(FAKE_DIR)/gpu_test_%.o $(FAKE_MPI_OBJS) $(FAKE_OBJS) $(LIB)
 	$(E) LINK $@
-	$(Q)$(MPICC) $(LDFLAGS_ALL) $< $(FAKE_OBJS) $(LIB) $(LIBS) -o $@
+	$(Q)$(MPICC) $(LDFLAGS_ALL) $< $(FAKE_MPI_OBJS) $(FAKE_OBJS) $(LIB) $(LIBS) -o $@
+FAKE_BIN := $(BUILD)/tests/tetriserve_fake
+$(FAKE_BIN): $(MAIN_OBJ) $(FAKE_DIR)/mpi_run.o $(FAKE_DIR)/mpi_profile.o $(FAKE_MPI_OBJS) $(FAKE_OBJS) $(LIB)
+	$(E) LINK $@
+	$(Q)$(MPICC) $(LDFLAGS_ALL) $(filter %.o,$^) $(LIB) $(LIBS) -o $@
+.SECONDARY: $(FAKE_DIR)/gpu_test_kernels.o $(FAKE_DIR)/gpu_test_dit.o $(FAKE_DIR)/mpi_run.o \
+            $(FAKE_DIR)/mpi_profile.o $(FAKE_DIR)/mpi_gpu.o
 
-test: $(BIN) $(TEST_BINS) $(FAKE_GPU_TESTS)
+test: $(BIN) $(TEST_BINS) $(FAKE_GPU_TESTS) $(FAKE_BIN)
 	$(Q)TS_BIN=$(abspath $(BIN)) TS_BUILD=$(BUILD) ./tests/run.sh $(TEST_BINS) $(FAKE_GPU_TESTS)
 
 BENCH_BINS := $(BUILD)/tests/bench_decide
@@ -204,7 +222,7 @@ $(BUILD)/src/mpi_nccl.o: CFLAGS_ALL += -isystem $(CUDA_HOME)/include
 endif
 # Objects whose content depends on TS_HAVE_CUDA are rebuilt when the backend
 # is switched on or off (make CUDA=0 then make).
-CUDA_FLAG_OBJS := $(BUILD)/kernels/ts_dit_cuda.o $(BUILD)/src/mpi_nccl.o $(BUILD)/src/mpi_run.o \
+CUDA_FLAG_OBJS := $(BUILD)/kernels/ts_dit_cuda.o $(BUILD)/src/mpi_nccl.o $(BUILD)/src/mpi_gpu.o $(BUILD)/src/mpi_run.o \
                   $(BUILD)/src/mpi_profile.o $(BUILD)/tests/gpu_test_dit.o
 $(BUILD)/cuda_on.stamp: FORCE
 	@mkdir -p $(BUILD)

@@ -60,37 +60,77 @@ const char *ts_cuda_error_string(int code) { return code ? "fake CUDA error" : "
 
 /* ------------------------------------------------------------ device */
 
+/* Devices of this "machine": TS_FAKE_CUDA_DEVICES (default 8) physical
+ * ones, of which CUDA_VISIBLE_DEVICES (a comma-separated list of indices)
+ * shows some, like the real runtime does. */
+static int fake_current = -1;
+
+static int fake_physical(int i) { /* physical index of visible device i, or -1 */
+    const char *e = getenv("TS_FAKE_CUDA_DEVICES");
+    int n = e ? atoi(e) : 8;
+    const char *vis = getenv("CUDA_VISIBLE_DEVICES");
+    if (!vis) return i < n ? i : -1;
+    for (const char *p = vis; *p;) {
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (end == p || v < 0 || v >= n) return -1; /* like CUDA: the list stops at a bad entry */
+        if (i-- == 0) return (int)v;
+        p = *end == ',' ? end + 1 : end;
+        if (*end != ',' && *end) return -1;
+    }
+    return -1;
+}
+
+static int fake_count(void) {
+    int n = 0;
+    while (fake_physical(n) >= 0) n++;
+    return n;
+}
+
 int ts_cuda_backend_check(char *why, size_t len) {
     if (len) why[0] = '\0';
-    return 0;
+    if (fake_count() > 0) return 0;
+    snprintf(why, len, "no CUDA device (fake: TS_FAKE_CUDA_DEVICES / CUDA_VISIBLE_DEVICES show none)");
+    return 100;
 }
 
 int ts_cuda_device_count(int *count) {
-    *count = 1;
+    *count = fake_count();
     return 0;
 }
 
 int ts_cuda_device_init(int device, char *err, size_t len) {
+    int n = fake_count();
     if (len) err[0] = '\0';
-    if (device != 0) {
-        snprintf(err, len, "needs CUDA device %d but this process sees 1 (fake)", device);
+    if (device < 0 || device >= n) {
+        snprintf(err, len, "needs CUDA device %d but this process sees %d (fake)", device, n);
         return 101;
     }
+    fake_current = device;
     return 0;
 }
 
 int ts_cuda_device_describe(char *buf, size_t len) {
-    snprintf(buf, len, "device 0: fake CUDA device (tests/fake_cuda.c), sm_90, 1 SMs, 80.0 GiB");
+    snprintf(buf, len, "device %d: fake CUDA device (tests/fake_cuda.c), sm_90, 1 SMs, 80.0 GiB",
+             fake_current);
     return 0;
 }
 
 int ts_cuda_device_info(TsCudaDeviceInfo *info) {
     memset(info, 0, sizeof *info);
+    if (fake_current < 0) {
+        snprintf(fake_err, sizeof fake_err, "tests/fake_cuda.c: no device selected");
+        return 101;
+    }
+    int phys = fake_physical(fake_current);
+    info->device = fake_current;
     snprintf(info->name, sizeof info->name, "fake CUDA device (tests/fake_cuda.c)");
     info->sm_major = 9;
     info->sms = 1;
     info->total_bytes = info->free_bytes = 80.0 * 1024 * 1024 * 1024;
-    snprintf(info->pci, sizeof info->pci, "0000:00:00");
+    snprintf(info->pci, sizeof info->pci, "0000:%02x:00", phys & 0xff);
+    memcpy(info->uuid, "fake-gpu-uuid-", 14);
+    info->uuid[14] = (unsigned char)(phys >> 8), info->uuid[15] = (unsigned char)phys;
     return 0;
 }
 
