@@ -113,8 +113,8 @@ TsStatus ts_nccl_device_select(MPI_Comm comm, int needs_gpu, int *device, TsErr 
         } else if (count < workers) {
             snprintf(why, sizeof why,
                      "node %s has %d workers but %d CUDA device%s (one GPU per worker: start at "
-                     "most %d workers on this node, or give each its own with CUDA_VISIBLE_DEVICES)",
-                     host, workers, count, count == 1 ? "" : "s", count);
+                     "most %d worker%s on this node, or give each its own with CUDA_VISIBLE_DEVICES)",
+                     host, workers, count, count == 1 ? "" : "s", count, count == 1 ? "" : "s");
             bad = 1;
         } else {
             dev = index;
