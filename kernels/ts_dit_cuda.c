@@ -675,9 +675,9 @@ static TsStatus step_enqueue(const StepCtx *k, const TsDitCudaCond *cond, float 
     return TS_OK;
 }
 
-TsStatus ts_dit_cuda_step(const TsDitCuda *dm, TsDitCudaWork *w, const TsDitCudaComm *comm,
-                          const TsDitCudaCond *cond, float t, float t_next, float *d_latent,
-                          TsErr *err) {
+TsStatus ts_dit_cuda_step_timed(const TsDitCuda *dm, TsDitCudaWork *w, const TsDitCudaComm *comm,
+                                const TsDitCudaCond *cond, float t, float t_next, float *d_latent,
+                                void *ev_start, void *ev_end, TsErr *err) {
     const TsDitConfig *c = &dm->m->cfg;
     if (!dm->w_bf16)
         return ts_err(err, TS_ERR_INTERNAL, "ts_dit_cuda_step: model %s is not on the GPU", c->name);
@@ -687,7 +687,13 @@ TsStatus ts_dit_cuda_step(const TsDitCuda *dm, TsDitCudaWork *w, const TsDitCuda
                       "ts_dit_cuda_step: work buffers are for rank %d of %d, the communicator is rank %d of %d",
                       w->rank, w->degree, rank, size);
     StepCtx k = {.dm = dm, .m = dm->m, .w = w, .comm = comm, .s = dm->stream};
-    TsStatus st = step_enqueue(&k, cond, t, t_next, d_latent, err);
+    TsStatus st = TS_OK;
+    if (ev_start && ts_cuda_event_record(ev_start, dm->stream) != 0)
+        st = ts_err(err, TS_ERR_SYSTEM, "%s:%d: %s", __FILE__, __LINE__, ts_cuda_last_error());
+    if (st == TS_OK) st = step_enqueue(&k, cond, t, t_next, d_latent, err);
+    /* the end event before the wait: the GPU's time, not the host's polling */
+    if (st == TS_OK && ev_end && ts_cuda_event_record(ev_end, dm->stream) != 0)
+        st = ts_err(err, TS_ERR_SYSTEM, "%s:%d: %s", __FILE__, __LINE__, ts_cuda_last_error());
     if (st != TS_OK) {
         /* do not return with work still reading caller buffers; the enqueue
          * error is the one to report */
@@ -696,6 +702,12 @@ TsStatus ts_dit_cuda_step(const TsDitCuda *dm, TsDitCudaWork *w, const TsDitCuda
         return st;
     }
     return comm->wait(dm->stream, "DiT step", comm->ctx, err);
+}
+
+TsStatus ts_dit_cuda_step(const TsDitCuda *dm, TsDitCudaWork *w, const TsDitCudaComm *comm,
+                          const TsDitCudaCond *cond, float t, float t_next, float *d_latent,
+                          TsErr *err) {
+    return ts_dit_cuda_step_timed(dm, w, comm, cond, t, t_next, d_latent, NULL, NULL, err);
 }
 
 /* ------------------------------------------------------------ latents */

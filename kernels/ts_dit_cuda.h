@@ -231,6 +231,12 @@ void ts_dit_cuda_cache_free(TsDitCudaWorkCache *c);
 TsStatus ts_dit_cuda_step(const TsDitCuda *dm, TsDitCudaWork *w, const TsDitCudaComm *comm,
                           const TsDitCudaCond *cond, float t, float t_next, float *d_latent,
                           TsErr *err);
+/* The same, recording ev_start before the step's first operation and
+ * ev_end after its last, before the wait (CUDA events, NULL: none): the
+ * profiler's step time on the GPU's clock. */
+TsStatus ts_dit_cuda_step_timed(const TsDitCuda *dm, TsDitCudaWork *w, const TsDitCudaComm *comm,
+                                const TsDitCudaCond *cond, float t, float t_next, float *d_latent,
+                                void *ev_start, void *ev_end, TsErr *err);
 
 /* Latents between host and device on dm->stream, finished when they return. */
 TsStatus ts_dit_cuda_upload(const TsDitCuda *dm, float *d_dst, const float *src, int64_t n,

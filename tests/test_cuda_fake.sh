@@ -156,5 +156,26 @@ else
     bad "hung cuda worker: rc $rc"; cat "$tmp/hang.out"
 fi
 
+# 5. profile --backend cuda
+p=$tmp/prof.csv
+if timeout 120 mpirun -np 2 "$fake" profile --backend cuda --preset tiny --sizes 256 --degrees 1,2 \
+    --batch 1,2 --steps-warmup 1 --reps 3 --out "$p" >"$tmp/prof.out" 2>&1; then
+    for key in '# model: tetriserve-dit-tiny (seeded weights, bf16 GEMMs)' \
+        '# gpu: fake CUDA device (tests/fake_cuda.c) (sm_90, 1 SMs, 80.0 GiB) x 2' '# gpus_per_node: 2' \
+        '# source: measured with "tetriserve profile --backend cuda .*" on 20[0-9-]*T[0-9:]*Z, tetriserve .*, driver fake (CUDA 0.0), CUDA runtime 0.0, cuBLAS 0.0.0, NCCL fake (tests/fake_nccl.c), Open MPI .*, warm-up 1, reps 3' \
+        '# timing: one sample = max over the group.s ranks of the GPU time between a CUDA event before the step.s first operation and one after its last.*'; do
+        grep -q "^$key\$" "$p" || bad "profile cuda: no line matching '$key'"
+    done
+    [ "$(grep -c '^256,256,[12],[12],[0-9.]*,[0-9.]*$' "$p")" = 4 ] && ok "profile cuda: 4 rows (degrees 1, 2 x batch 1, 2)" ||
+        { bad "profile cuda: rows"; cat "$p"; }
+    printf 'id,arrival_s,width,height,steps,slo_s\n0,0,256,256,4,1\n1,0.01,256,256,4,1\n' >"$tmp/t2.csv"
+    "$bin" simulate --trace "$tmp/t2.csv" --profile "$p" --gpus 2 --policy sp2 --no-out --quiet >"$tmp/sim.out" 2>&1 &&
+        ok "profile cuda: simulate loads it" || { bad "profile cuda: simulate"; cat "$tmp/sim.out"; }
+    grep -q '^# gpu: fake CUDA device.*NCCL fake' "$tmp/prof.out" && ok "profile cuda: versions on stdout" ||
+        { bad "profile cuda: stdout"; cat "$tmp/prof.out"; }
+else
+    bad "profile cuda on the stand-ins: exit $?"; cat "$tmp/prof.out"
+fi
+
 echo "test_cuda_fake: $fails failure(s)"
 [ $fails -eq 0 ]
