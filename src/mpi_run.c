@@ -217,7 +217,7 @@ struct TsWorker {
 
 static void ts_worker_fault(TsWorker *w) {
     const TsRunFault *f = &w->o->fault;
-    if (f->rank != w->rank || ts_wall_s() - w->t_start < f->after_s) return;
+    if (f->rank != w->rank || w->t_start <= 0 || ts_wall_s() - w->t_start < f->after_s) return;
     if (f->exit) _exit(3); /* a crash: no MPI_Finalize */
     for (;;) pause();      /* a hang: until the job is killed */
 }
@@ -637,7 +637,9 @@ struct TsCudaWorker {
 
 static TsStatus ts_cuda_progress(void *ctx, TsErr *err) { return ts_worker_poll(ctx, err); }
 
-static TsStatus ts_cuda_init(TsWorker *w, TsErr *err) {
+static TsStatus ts_cuda_cond(TsCudaWorker *cu, int64_t id, const TsDitCudaCond **c, TsErr *err);
+
+static TsStatus ts_cuda_init_model(TsWorker *w, TsErr *err) {
     TsCudaWorker *cu = ts_xcalloc(1, sizeof *cu);
     w->cu = cu;
     cu->dlat = ts_xcalloc((size_t)(w->n_req ? w->n_req : 1), sizeof *cu->dlat);
@@ -648,7 +650,6 @@ static TsStatus ts_cuda_init(TsWorker *w, TsErr *err) {
     TsStatus rc = ts_nccl_world_init(&cu->nw, w->workers, TS_CUDA_TIMEOUT_S, err);
     if (rc) return rc;
     cu->have_nw = 1;
-    ts_nccl_set_progress(&cu->nw, ts_cuda_progress, w);
     if ((rc = ts_dit_init(&w->dit, &w->cfg, err))) return rc; /* the table only: no host weights */
     w->have_dit = 1;
     if ((rc = ts_dit_cuda_init_seeded(&cu->dm, &w->dit, 1, err))) return rc; /* cpu's seed */
@@ -659,8 +660,38 @@ static TsStatus ts_cuda_init(TsWorker *w, TsErr *err) {
     /* workspaces may take half of what the weights left: the rest is for
      * latents, conditioning, NCCL's buffers and cuBLAS */
     ts_dit_cuda_cache_set_budget(&cu->cache, (size_t)(0.5 * info.free_bytes));
+    /* one step at 256 px (the smallest size if the model cannot take it):
+     * CUDA loads kernels and cuBLAS picks algorithms on first use; that
+     * belongs here, not in the first launch */
+    int px = ts_dit_check_size(&w->cfg, 256, 256, NULL) == TS_OK ? 256 : w->cfg.vae_factor * w->cfg.patch;
+    const TsDitCudaCond *cond = NULL;
+    TsDitCudaWork *work = NULL;
+    TsNcclGroup *solo = NULL;
+    TsDitCudaComm comm;
+    float *lat = NULL;
+    int me = w->rank - 1;
+    int64_t n = ts_latent_floats(w, px, px);
+    if ((rc = ts_nccl_group_get(&cu->nw, &me, 1, &solo, err))) return rc;
+    ts_nccl_dit_comm(solo, &comm);
+    if (ts_cuda_malloc_async((void **)&lat, sizeof(float) * (size_t)n, cu->dm.stream) ||
+        ts_cuda_memset(lat, 0, sizeof(float) * (size_t)n, cu->dm.stream))
+        return ts_err(err, TS_ERR_SYSTEM, "warm-up: %s", ts_cuda_last_error());
+    if (!(rc = ts_cuda_cond(cu, -1, &cond, err)) &&
+        !(rc = ts_dit_cuda_cache_get(&cu->cache, &cu->dm, px, px, 1, 0, &work, err)))
+        rc = ts_dit_cuda_step(&cu->dm, work, &comm, cond, 1.0f, 0.5f, lat, err);
+    (void)ts_cuda_free_async(lat, cu->dm.stream);
+    if (rc) ts_err_prefix(err, "warm-up step (%dx%d px)", px, px);
+    return rc;
+}
+
+static TsStatus ts_cuda_init(TsWorker *w, TsErr *err) {
+    TsStatus rc = ts_cuda_init_model(w, err);
+    if (rc || !w->cu->have_nw) return rc;
+    /* from now on every NCCL wait serves the control plane (not during
+     * set-up: nothing is posted yet, and rank 0 waits for all of us) */
+    ts_nccl_set_progress(&w->cu->nw, ts_cuda_progress, w);
     w->n_pre = 0;
-    for (int64_t i = 0; i < cu->nw.n_groups; i++) w->n_pre += cu->nw.groups[i]->aligned;
+    for (int64_t i = 0; i < w->cu->nw.n_groups; i++) w->n_pre += w->cu->nw.groups[i]->aligned;
     return TS_OK;
 }
 
@@ -1042,6 +1073,13 @@ typedef struct TsMaster {
     double checksum_sum; /* cpu: sum over finished requests of their final latent's elements */
 } TsMaster;
 
+/* Beyond twice its planned length, how long a launch may take before rank
+ * 0 calls its leader lost. cuda: a first launch on a GPU set may create and
+ * connect an NCCL communicator (hundreds of ms on a node, seconds across
+ * nodes) and allocate its workspace; every NCCL wait of the workers is
+ * bounded by TS_CUDA_TIMEOUT_S anyway. */
+static double ts_launch_slack_s(const TsRunOpts *o) { return o->backend == TS_BE_CUDA ? 10.0 : 2.0; }
+
 static double ts_master_now(const TsMaster *m) { return (ts_wall_s() - m->t0) * m->o->speedup; }
 
 static TsStatus ts_master_recv_done(TsMaster *m, int src, TsErr *err) {
@@ -1182,7 +1220,7 @@ static TsStatus ts_master_apply(TsMaster *m, double decide_us, TsErr *err) {
         s->start_trace = st->now_s;
         s->planned_s = end_s - st->now_s;
         s->end_wall = m->t0 + end_s / m->o->speedup;
-        s->timeout_wall = ts_wall_s() + 2 * s->planned_s / m->o->speedup + 2.0;
+        s->timeout_wall = ts_wall_s() + 2 * s->planned_s / m->o->speedup + ts_launch_slack_s(m->o);
         m->n_launches++;
     }
     if (p->round >= 0) {
@@ -1279,7 +1317,7 @@ static TsStatus ts_master_loop(TsMaster *m, TsErr *err) {
         for (int64_t s = 0; s < m->cap_slots; s++) {
             const TsSlot *sl = &m->slots[s];
             if (sl->in_use && wall > sl->timeout_wall) {
-                double lim = 2 * sl->planned_s / m->o->speedup + 2.0;
+                double lim = 2 * sl->planned_s / m->o->speedup + ts_launch_slack_s(m->o);
                 return ts_err(err, TS_ERR_SYSTEM, "worker rank %d (GPU %d) did not report launch %lld within %.1f s",
                               sl->leader, sl->leader - 1, (long long)sl->seq, lim);
             }

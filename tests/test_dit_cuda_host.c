@@ -276,6 +276,23 @@ static void test_step_matches_cpu(void **state) {
         fail_msg("%s", err.msg);
     gpu_step(&dm, &dc, 1, 48, 48, 2, 4, b, n); /* t = 0.5 -> 0.25 as well */
     assert_memory_equal(a, b, sizeof(float) * (size_t)n);
+    /* the profiler's timed step: the same result, events around it */
+    void *e0 = NULL, *e1 = NULL;
+    float ms = -1;
+    if (ts_cuda_event_create(&e0) || ts_cuda_event_create(&e1)) fail_msg("events");
+    ts_dit_noise_from_seed(a, n, 5);
+    if (ts_dit_cuda_step_timed(&dm, &w, &ts_dit_cuda_comm_loopback, &dc, 0.5f, 0.25f, a, e0, e1, &err))
+        fail_msg("%s", err.msg);
+    assert_memory_equal(a, b, sizeof(float) * (size_t)n);
+    assert_int_equal(ts_cuda_event_elapsed_ms(e0, e1, &ms), 0);
+    assert_true(ms >= 0 && ms < 10000);
+    fake_cuda_fail_in(1, 700); /* the start event's record fails: reported, nothing run */
+    assert_int_equal(ts_dit_cuda_step_timed(&dm, &w, &ts_dit_cuda_comm_loopback, &dc, 0.5f, 0.25f, a,
+                                            e0, e1, &err),
+                     TS_ERR_SYSTEM);
+    assert_non_null(strstr(err.msg, "cudaEventRecord: injected failure"));
+    ts_cuda_event_destroy(e0);
+    ts_cuda_event_destroy(e1);
     /* a workspace of another rank/degree is refused, not silently used */
     TsDitCudaComm wrong = {th_rank, th_size, th_alltoall, th_wait, NULL};
     Group g1 = {.degree = 2};
