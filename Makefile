@@ -233,18 +233,23 @@ ifeq ($(MAKELEVEL)$(filter clean,$(MAKECMDGOALS)),0)
 $(info cuda backend: $(CUDA_WHY))
 endif
 
-# test-gpu: each CUDA kernel against its CPU twin; without a GPU it prints
-# "skip: no CUDA device (...)" and succeeds.
+# test-gpu, on a machine with GPUs (without one each part prints "skip: ..."
+# and succeeds):
+#   gpu_test_kernels  every CUDA kernel against its CPU twin (bf16 tolerances)
+#   gpu_test_dit      the GPU step against ts_dit_step at degree 1, then at
+#                     degree 2 over NCCL under mpirun -np 2 with the
+#                     SP-equivalence test (degrees 1,2,2,1,2 vs 1 vs CPU)
+#   test_cuda_fake.sh with TS_CUDA_REAL=1: `tetriserve run/profile --backend
+#                     cuda` end to end (needs 2 GPUs, some parts 3 or 4)
 .PHONY: test-gpu
-# gpu_test_dit: the GPU step against ts_dit_step at degree 1, then at
-# degree 2 over NCCL under mpirun -np 2 (skips when fewer than 2 GPUs).
 TS_MPIRUN_ENV := OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
                  OMPI_MCA_rmaps_base_oversubscribe=1 OPENBLAS_NUM_THREADS=1
 ifeq ($(CUDA_ON),1)
-test-gpu: $(BUILD)/tests/gpu_test_kernels $(BUILD)/tests/gpu_test_dit
+test-gpu: $(BIN) $(BUILD)/tests/gpu_test_kernels $(BUILD)/tests/gpu_test_dit
 	$(Q)OPENBLAS_NUM_THREADS=1 ./$(BUILD)/tests/gpu_test_kernels
 	$(Q)$(TS_MPIRUN_ENV) ./$(BUILD)/tests/gpu_test_dit
 	$(Q)$(TS_MPIRUN_ENV) mpirun -np 2 ./$(BUILD)/tests/gpu_test_dit
+	$(Q)TS_CUDA_REAL=1 TS_BIN=$(abspath $(BIN)) TS_BUILD=$(BUILD) bash tests/test_cuda_fake.sh
 else
 test-gpu:
 	@echo "test-gpu: skipped, cuda backend $(CUDA_WHY)"

@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
-# test_cuda_fake.sh - the cuda backend's host logic end to end, on the CPU
-# stand-ins for the GPU and NCCL (tests/fake_cuda.c, tests/fake_nccl.c,
-# linked into $TS_BUILD/tests/tetriserve_fake; every build, no GPU needed):
-#  1. gpu_test_dit (the GPU test program itself) at degree 2 under mpirun;
+# test_cuda_fake.sh - the cuda backend end to end. By default (make test, any
+# build, no GPU needed) on the CPU stand-ins for the GPU and NCCL
+# (tests/fake_cuda.c, tests/fake_nccl.c, linked into
+# $TS_BUILD/tests/tetriserve_fake); with TS_CUDA_REAL=1 (make test-gpu on a
+# machine with GPUs) the same checks on the real binary, each only if the
+# machine has the GPUs it needs:
+#  1. gpu_test_dit (the GPU test program itself) at degree 2 under mpirun
+#     (stand-ins only: make test-gpu runs it on GPUs);
 #  2. `run --backend cuda` (tiny DiT): np 3 sp2, np 5 sp1 and tetriserve give
 #     valid complete results files; the sum of the final latents is the same
 #     for sp1 and tetriserve (tetriserve must hand latents off between
 #     groups) and within bf16 rounding of the cpu backend's; many hand-offs
 #     at once do not deadlock;
-#  3. device choice: fewer devices than workers on the node, workers sharing
-#     a GPU through CUDA_VISIBLE_DEVICES, no device at all: one
-#     `tetriserve run:` line naming the rank, non-zero exit, within 10 s, no
-#     results file; one device per worker through CUDA_VISIBLE_DEVICES runs;
+#  3. device choice (CUDA_VISIBLE_DEVICES, which the stand-in honours too):
+#     fewer devices than workers on the node, workers sharing a GPU, no
+#     device at all: one `tetriserve run:` line naming the rank, non-zero
+#     exit, within 10 s, no results file; one device per worker through
+#     CUDA_VISIBLE_DEVICES runs;
 #  4. a hung worker in a cuda run is named by rank 0 within its timeout;
 #  5. `profile --backend cuda` writes a profile that simulate loads, with the
 #     device, driver, CUDA, cuBLAS and NCCL versions in its metadata.
@@ -20,7 +25,18 @@ bin=${TS_BIN:?}
 fake=${TS_BUILD:-build}/tests/tetriserve_fake
 gtd=${TS_BUILD:-build}/tests/gpu_test_dit_fake
 py=/usr/bin/python3
+gpus=8 # the stand-in's default
+if [ "${TS_CUDA_REAL:-0}" = 1 ]; then
+    fake=$bin
+    gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU ')
+    [ "$gpus" -ge 2 ] || { echo "skip: the real cuda end-to-end test needs 2 GPUs (nvidia-smi -L shows $gpus)"; exit 0; }
+fi
 [ -x "$fake" ] || { echo "FAIL $fake not built (make test builds it)"; exit 1; }
+need() { # N GPUs for what follows, else say so
+    [ "$gpus" -ge "$1" ] && return 0
+    echo "skip $2: needs $1 GPUs, this machine has $gpus"
+    return 1
+}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 export OPENBLAS_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
@@ -33,7 +49,9 @@ check() { "$py" scripts/check_results.py "$@" >"$tmp/check.out" 2>&1; }
 sum_of() { sed -n "s/^# $2: sum of the finished requests' final latents \([^ ]*\) .*/\1/p" "$1"; }
 
 # 1. the GPU test program at degree 2
-if timeout 120 mpirun -np 2 "$gtd" >"$tmp/gtd.out" 2>&1 && grep -q '^ok: 0 failure(s)$' "$tmp/gtd.out" &&
+if [ "${TS_CUDA_REAL:-0}" = 1 ]; then
+    echo "skip gpu_test_dit on the stand-ins (real GPUs: make test-gpu runs it)"
+elif timeout 120 mpirun -np 2 "$gtd" >"$tmp/gtd.out" 2>&1 && grep -q '^ok: 0 failure(s)$' "$tmp/gtd.out" &&
     grep -q 'degrees 1,2,2,1,2 vs degree 1 (rank 0)' "$tmp/gtd.out"; then
     ok "gpu_test_dit at degree 2 on the stand-ins: $(grep -c '^  ok' "$tmp/gtd.out") checks"
 else
@@ -63,6 +81,7 @@ if timeout 120 mpirun -np 3 "$fake" "${run[@]}" --trace "$tmp/c4.csv" --policy s
 else
     bad "cuda np 3 sp2"; cat "$tmp/sp2.out" "$tmp/check.out"
 fi
+if need 4 "cuda np 5 runs"; then
 for pol in sp1 tetriserve; do
     if timeout 120 mpirun -np 5 "$fake" "${run[@]}" --trace "$tmp/c10.csv" --policy $pol --out "$tmp/$pol.h5" \
         >"$tmp/$pol.out" 2>&1 && check "$tmp/$pol.h5"; then
@@ -95,6 +114,7 @@ if timeout 120 mpirun -np 5 "$fake" "${run[@]}" --trace "$tmp/t40.csv" --policy 
     ok "cuda np 5 tetriserve, 40 requests at once: $(grep '^# latent moves' "$tmp/t40.out")"
 else
     bad "cuda np 5 tetriserve, 40 requests at once"; cat "$tmp/t40.out" "$tmp/check.out"
+fi
 fi
 
 # 3. device choice: one line, fast, no file
@@ -129,18 +149,20 @@ gate() { # what, pattern, env..., --, mpirun args...
     fi
 }
 gate "2 devices, 4 workers" '^tetriserve run: --backend cuda: rank 1: node .* has 4 workers but 2 CUDA devices (one GPU per worker' \
-    TS_FAKE_CUDA_DEVICES=2 -- -np 5 -x TS_FAKE_CUDA_DEVICES "$fake"
-gate "no device" '^tetriserve run: --backend cuda: rank 1: no CUDA device (fake' \
-    TS_FAKE_CUDA_DEVICES=0 -- -np 3 -x TS_FAKE_CUDA_DEVICES "$fake"
+    CUDA_VISIBLE_DEVICES=0,1 -- -np 5 -x CUDA_VISIBLE_DEVICES "$fake"
+gate "no device" '^tetriserve run: --backend cuda: rank 1: no CUDA device (' \
+    CUDA_VISIBLE_DEVICES= -- -np 3 -x CUDA_VISIBLE_DEVICES "$fake"
 gate "every worker given device 0" '^tetriserve run: --backend cuda: rank 1: node .* has 3 workers but 1 CUDA device (' \
     MODE=shared -- -np 4 -x MODE "$tmp/bind.sh" "$fake"
-gate "two workers sharing a GPU" '^tetriserve run: --backend cuda: rank 1: node .*: shares its GPU (CUDA device 0) with another worker' \
-    MODE=overlap -- -np 4 -x MODE "$tmp/bind.sh" "$fake"
-if MODE=perrank timeout 120 mpirun -np 4 -x MODE "$tmp/bind.sh" "$fake" "${run[@]}" --trace "$tmp/c4.csv" \
-    --policy sp1 --out "$tmp/pr.h5" >"$tmp/pr.out" 2>&1 && check "$tmp/pr.h5"; then
-    ok "one device per worker through CUDA_VISIBLE_DEVICES: $(cat "$tmp/check.out")"
-else
-    bad "one device per worker through CUDA_VISIBLE_DEVICES"; cat "$tmp/pr.out"
+if need 3 "two workers sharing a GPU, one device per worker"; then
+    gate "two workers sharing a GPU" '^tetriserve run: --backend cuda: rank 1: node .*: shares its GPU (CUDA device 0) with another worker' \
+        MODE=overlap -- -np 4 -x MODE "$tmp/bind.sh" "$fake"
+    if MODE=perrank timeout 120 mpirun -np 4 -x MODE "$tmp/bind.sh" "$fake" "${run[@]}" --trace "$tmp/c4.csv" \
+        --policy sp1 --out "$tmp/pr.h5" >"$tmp/pr.out" 2>&1 && check "$tmp/pr.h5"; then
+        ok "one device per worker through CUDA_VISIBLE_DEVICES: $(cat "$tmp/check.out")"
+    else
+        bad "one device per worker through CUDA_VISIBLE_DEVICES"; cat "$tmp/pr.out"
+    fi
 fi
 
 # 4. a hung worker: rank 0 names it and ends the run
@@ -161,8 +183,8 @@ p=$tmp/prof.csv
 if timeout 120 mpirun -np 2 "$fake" profile --backend cuda --preset tiny --sizes 256 --degrees 1,2 \
     --batch 1,2 --steps-warmup 1 --reps 3 --out "$p" >"$tmp/prof.out" 2>&1; then
     for key in '# model: tetriserve-dit-tiny (seeded weights, bf16 GEMMs)' \
-        '# gpu: fake CUDA device (tests/fake_cuda.c) (sm_90, 1 SMs, 80.0 GiB) x 2' '# gpus_per_node: 2' \
-        '# source: measured with "tetriserve profile --backend cuda .*" on 20[0-9-]*T[0-9:]*Z, tetriserve .*, driver fake (CUDA 0.0), CUDA runtime 0.0, cuBLAS 0.0.0, NCCL fake (tests/fake_nccl.c), Open MPI .*, warm-up 1, reps 3' \
+        '# gpu: .* (sm_[0-9]*, [0-9]* SMs, [0-9.]* GiB) x 2' '# gpus_per_node: 2' \
+        '# source: measured with "tetriserve profile --backend cuda .*" on 20[0-9-]*T[0-9:]*Z, tetriserve .*, driver [^,]* (CUDA [0-9.]*), CUDA runtime [0-9.]*, cuBLAS [0-9.]*, NCCL [^,]*, Open MPI .*, warm-up 1, reps 3' \
         '# timing: one sample = max over the group.s ranks of the GPU time between a CUDA event before the step.s first operation and one after its last.*'; do
         grep -q "^$key\$" "$p" || bad "profile cuda: no line matching '$key'"
     done
@@ -171,7 +193,7 @@ if timeout 120 mpirun -np 2 "$fake" profile --backend cuda --preset tiny --sizes
     printf 'id,arrival_s,width,height,steps,slo_s\n0,0,256,256,4,1\n1,0.01,256,256,4,1\n' >"$tmp/t2.csv"
     "$bin" simulate --trace "$tmp/t2.csv" --profile "$p" --gpus 2 --policy sp2 --no-out --quiet >"$tmp/sim.out" 2>&1 &&
         ok "profile cuda: simulate loads it" || { bad "profile cuda: simulate"; cat "$tmp/sim.out"; }
-    grep -q '^# gpu: fake CUDA device.*NCCL fake' "$tmp/prof.out" && ok "profile cuda: versions on stdout" ||
+    grep -q '^# gpu: .* x 2; driver .*, CUDA runtime .*, cuBLAS .*, NCCL ' "$tmp/prof.out" && ok "profile cuda: versions on stdout" ||
         { bad "profile cuda: stdout"; cat "$tmp/prof.out"; }
 else
     bad "profile cuda on the stand-ins: exit $?"; cat "$tmp/prof.out"
