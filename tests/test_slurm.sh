@@ -4,7 +4,7 @@
 # grid with 3 ranks under srun --mpi=pmix, wait by polling squeue, check the
 # job state and the /sweep table (equal to a one-process run of the same
 # grid), do the same for sweep-array.sbatch (2 tasks + the merge job it
-# submits), and check run.sbatch fails cleanly until `run` exists. The
+# submits), and run.sbatch (the live executor, emu backend). The
 # daemons this test started are always stopped (trap), also on failure.
 # Skips (exit 0) without slurmctld/slurmd/munged or when not root.
 set -u
@@ -122,15 +122,17 @@ else
     fi
 fi
 
-# 3. run.sbatch: fails (not implemented yet), and Slurm sees the failure.
-jid=$(cd "$work" && env BACKEND=emu GPUS=2 sbatch --parsable -n 3 scripts/slurm/run.sbatch 2>"$tmp/sbatch.err")
+# 3. run.sbatch: the live executor (emu backend, 2 GPUs) completes and leaves
+# its results file.
+"$bin" trace-gen --n 6 --rate 120 --mix 256:0.5,512:0.5 --seed 1 --out "$work/t.csv" >/dev/null
+jid=$(cd "$work" && env BACKEND=emu GPUS=2 GPUS_PER_NODE=2 TRACE=t.csv EXTRA_ARGS="--speedup 20" \
+    sbatch --parsable -n 3 scripts/slurm/run.sbatch 2>"$tmp/sbatch.err")
 if [ -n "$jid" ]; then
-    state=$(wait_job "$jid" 30)
-    if "$bin" run --help >/dev/null 2>&1; then
-        [ "$state" != UNKNOWN ] && ok "run.sbatch job $jid: $state (run verb exists)" || bad "run.sbatch: $state"
+    state=$(wait_job "$jid" 40)
+    if [ "$state" = COMPLETED ] && "$py" scripts/check_results.py "$work/results/$jid/run.h5" >"$tmp/cmp" 2>&1; then
+        ok "run.sbatch job $jid: $state, $(cat "$tmp/cmp")"
     else
-        [ "$state" = FAILED ] && ok "run.sbatch job $jid: FAILED until the run verb exists ($(grep -m1 -o -e "unknown verb 'run'" -e 'run: not implemented yet' "$work/slurm-ts-run-$jid.out"))" ||
-            bad "run.sbatch job $jid: state $state, want FAILED"
+        bad "run.sbatch job $jid: state $state"; cat "$work/slurm-ts-run-$jid.out" "$tmp/cmp" 2>/dev/null | tail -n 20
     fi
 else
     bad "sbatch run.sbatch: $(cat "$tmp/sbatch.err")"
