@@ -181,6 +181,40 @@ static void test_attention(int64_t sq, int64_t skv, int heads, int d) {
     free(q), free(k), free(v), free(ref), free(work);
 }
 
+/* 2048 px: 16,896 tokens (FLUX.1-dev, degree 1). A score matrix would be
+ * 16896^2 floats = 1.1 GB per head; the kernel has no workspace at all
+ * (tiles in registers and shared memory): 64 query rows against every key
+ * match the CPU twin, alone and as the first rows of a run over all 16,896
+ * queries. */
+static void test_attention_long(void) {
+    const int64_t s = 16896, rows = 64;
+    const int heads = 2, d = 128;
+    int64_t ld = (int64_t)heads * d;
+    float *q = hrand(s * ld, 1), *k = hrand(s * ld, 1), *v = hrand(s * ld, 1);
+    float *ref = malloc(sizeof(float) * (size_t)(rows * ld));
+    float *work = malloc(sizeof(float) * (size_t)ts_k_attention_work_floats(d));
+    float scale = 1.0f / sqrtf((float)d);
+    ts_k_attention_cpu(ref, q, k, v, rows, s, heads, d, scale, work);
+    /* (on the CPU stand-in of make test, whose attention is the CPU twin,
+     * all 16,896 queries would take minutes: 1,024 of them there) */
+    char desc[256] = "";
+    CU(ts_cuda_device_describe(desc, sizeof desc));
+    int64_t s_q = strstr(desc, "tests/fake_cuda.c") ? 1024 : s;
+    float *dq = dev(q, s * ld), *dk = dev(k, s * ld), *dv = dev(v, s * ld);
+    float *dout = dev(q, rows * ld), *dall = dev(q, s_q * ld);
+    CU(ts_k_attention_cuda(dout, dq, dk, dv, rows, s, heads, d, scale, NULL));
+    CU(ts_k_attention_cuda(dall, dq, dk, dv, s_q, s, heads, d, scale, NULL));
+    float *first = malloc(sizeof(float) * (size_t)(rows * ld));
+    CU(ts_cuda_memcpy_d2h(first, dall, sizeof(float) * (size_t)(rows * ld), NULL));
+    CU(ts_cuda_stream_sync(NULL));
+    check("attention 16896 keys", dout, ref, rows * ld, TOL);
+    float *dfirst = dev(first, rows * ld);
+    check(s_q == s ? "  same rows, s_q 16896" : "  same rows, s_q 1024", dfirst, ref, rows * ld, TOL);
+    CU(ts_cuda_free(dall));
+    CU(ts_cuda_free(dq)); CU(ts_cuda_free(dk)); CU(ts_cuda_free(dv));
+    free(q), free(k), free(v), free(ref), free(work), free(first);
+}
+
 static void test_layouts(void) {
     const int heads = 8, d = 16, degree = 4;
     const int64_t s_loc = 50, ld = heads * d + 4, n = s_loc * heads * d;
@@ -408,6 +442,7 @@ int main(void) {
     test_attention(200, 150, 2, 64);
     test_attention(300, 300, 3, 128);
     test_attention(70, 65, 1, 256);
+    test_attention_long();
     test_layouts();
     test_gemm();
     test_gemm_beta();

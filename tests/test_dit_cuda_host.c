@@ -488,6 +488,29 @@ static void test_cache_budget_and_retry(void **state) {
     fixture_free(&f);
 }
 
+/* Attention memory stays bounded: the GPU workspace grows linearly in the
+ * sequence (no score matrix: at 2048 px one would be 16896^2 x 24 heads x
+ * 4 B = 27 GB), and FLUX.1-dev at 2048 px fits beside its 23.8 GB of
+ * weights on one 80 GB GPU at every degree. */
+static void test_workspace_linear_in_tokens(void **state) {
+    (void)state;
+    TsErr err = {{0}};
+    TsDitConfig c;
+    if (ts_dit_config_preset("flux-dev", &c, &err) != TS_OK) fail_msg("%s", err.msg);
+    size_t b1 = ts_dit_cuda_work_bytes(&c, 1024, 1024, 1, &err);
+    size_t b2 = ts_dit_cuda_work_bytes(&c, 2048, 2048, 1, &err);
+    double tokens = (512.0 + 16384) / (512.0 + 4096); /* 3.67 */
+    printf("  flux-dev workspace: 1024 px %.2f GB, 2048 px %.2f GB (x%.2f, tokens x%.2f)\n", b1 / 1e9,
+           b2 / 1e9, (double)b2 / (double)b1, tokens);
+    assert_true(b1 > 0 && b2 > 0);
+    assert_true((double)b2 / (double)b1 < 1.05 * tokens); /* linear, not quadratic (x13.4) */
+    assert_true(b2 < (size_t)5e9);
+    for (int k = 2; k <= 8; k *= 2) { /* per rank: shrinks with the degree */
+        size_t bk = ts_dit_cuda_work_bytes(&c, 2048, 2048, k, &err);
+        assert_true(bk > 0 && bk < b2);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_seeded_weights_are_bf16_of_host),
@@ -495,6 +518,7 @@ int main(void) {
         cmocka_unit_test(test_mixed_degrees_across_steps),
         cmocka_unit_test(test_every_failure_is_reported_without_leaks),
         cmocka_unit_test(test_cache_budget_and_retry),
+        cmocka_unit_test(test_workspace_linear_in_tokens),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
