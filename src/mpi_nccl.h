@@ -130,7 +130,6 @@ struct TsNcclWorld {
     TsNcclProgress progress;
     void *progress_ctx;
     int in_progress;    /* the hook is running: no nested calls */
-    int world_busy;     /* an operation on the world communicator is being enqueued */
     TsNcclGroup **groups; /* the cache (each group allocated once: pointers stay valid) */
     int64_t n_groups, cap_groups;
     int64_t n_lazy;     /* groups created on first use (not by the split) */

@@ -5,8 +5,8 @@
 # $TS_BUILD/tests/tetriserve_fake); with TS_CUDA_REAL=1 (make test-gpu on a
 # machine with GPUs) the same checks on the real binary, each only if the
 # machine has the GPUs it needs:
-#  1. gpu_test_dit (the GPU test program itself) at degree 2 under mpirun
-#     (stand-ins only: make test-gpu runs it on GPUs);
+#  1. gpu_test_dit (the GPU test program itself) alone and at degree 2
+#     under mpirun (stand-ins only: make test-gpu runs it on GPUs);
 #  2. `run --backend cuda` (tiny DiT): np 3 sp2, np 5 sp1 and tetriserve give
 #     valid complete results files; the sum of the final latents is the same
 #     for sp1 and tetriserve (tetriserve must hand latents off between
@@ -51,11 +51,19 @@ sum_of() { sed -n "s/^# $2: sum of the finished requests' final latents \([^ ]*\
 # 1. the GPU test program at degree 2
 if [ "${TS_CUDA_REAL:-0}" = 1 ]; then
     echo "skip gpu_test_dit on the stand-ins (real GPUs: make test-gpu runs it)"
-elif timeout 120 mpirun -np 2 "$gtd" >"$tmp/gtd.out" 2>&1 && grep -q '^ok: 0 failure(s)$' "$tmp/gtd.out" &&
-    grep -q 'degrees 1,2,2,1,2 vs degree 1 (rank 0)' "$tmp/gtd.out"; then
-    ok "gpu_test_dit at degree 2 on the stand-ins: $(grep -c '^  ok' "$tmp/gtd.out") checks"
 else
-    bad "gpu_test_dit at degree 2 on the stand-ins"; cat "$tmp/gtd.out"
+    if timeout 120 "$gtd" >"$tmp/gtd1.out" 2>&1 && grep -q '^ok: 0 failure(s)$' "$tmp/gtd1.out" &&
+        grep -q '5 steps at degree 1 vs the CPU model' "$tmp/gtd1.out"; then
+        ok "gpu_test_dit at degree 1 on the stand-ins: $(grep -c '^  ok' "$tmp/gtd1.out") checks"
+    else
+        bad "gpu_test_dit at degree 1 on the stand-ins"; cat "$tmp/gtd1.out"
+    fi
+    if timeout 120 mpirun -np 2 "$gtd" >"$tmp/gtd.out" 2>&1 && grep -q '^ok: 0 failure(s)$' "$tmp/gtd.out" &&
+        grep -q 'degrees 1,2,2,1,2 vs degree 1 (rank 0)' "$tmp/gtd.out"; then
+        ok "gpu_test_dit at degree 2 on the stand-ins: $(grep -c '^  ok' "$tmp/gtd.out") checks"
+    else
+        bad "gpu_test_dit at degree 2 on the stand-ins"; cat "$tmp/gtd.out"
+    fi
 fi
 
 # 2. run --backend cuda
