@@ -81,7 +81,7 @@ static TsStatus loop_alltoall(const void *d_send, void *d_recv, size_t bytes, vo
 static TsStatus loop_wait(void *stream, const char *what, void *ctx, TsErr *err) {
     double timeout_s = ctx ? *(const double *)ctx : TS_CUDA_TIMEOUT_S;
     TsStatus st = ts_dit_cuda_stream_wait(stream, timeout_s, what, err);
-    if (st != TS_OK) ts_err_prefix(err, "rank 0 (degree 1): ");
+    if (st != TS_OK) ts_err_prefix(err, "rank 0 (degree 1)");
     return st;
 }
 
@@ -97,7 +97,7 @@ static const float *dvec(const TsDitCuda *dm, int64_t off) {
     const TsDit *m = dm->m;
     int lo = 0, hi = m->n_tensors - 1;
     while (lo <= hi) { /* the table is in arena order */
-        int mid = (lo + hi) / 2;
+        int mid = lo + (hi - lo) / 2;
         if (m->tensors[mid].offset == off)
             return dm->f32_off[mid] >= 0 ? dm->w_f32 + dm->f32_off[mid] : NULL;
         if (m->tensors[mid].offset < off)
@@ -108,15 +108,18 @@ static const float *dvec(const TsDitCuda *dm, int64_t off) {
     return NULL;
 }
 
-TsStatus ts_dit_cuda_init(TsDitCuda *dm, const TsDit *m, TsErr *err) {
+static int64_t tensor_elems(const TsDitTensor *t) {
+    return t->shape[0] * (t->ndim == 2 ? t->shape[1] : 1);
+}
+
+/* Everything but the weights' values: stream, cuBLAS, the two arenas. */
+static TsStatus model_alloc(TsDitCuda *dm, const TsDit *m, TsErr *err) {
     memset(dm, 0, sizeof *dm);
-    if (!m->arena)
-        return ts_err(err, TS_ERR_INTERNAL, "ts_dit_cuda_init: model %s has no weights on the host",
-                      m->cfg.name);
-    TsStatus st = TS_OK;
-    float *stage = NULL;
     dm->m = m;
     dm->timeout_s = TS_CUDA_TIMEOUT_S;
+    if ((uint64_t)m->n_params > SIZE_MAX / sizeof(uint16_t) / 2)
+        return ts_err(err, TS_ERR_INPUT, "model %s: %lld parameters", m->cfg.name,
+                      (long long)m->n_params);
     dm->f32_off = ts_xmalloc(sizeof(int64_t) * (size_t)(m->n_tensors + 1));
     for (int i = 0; i < m->n_tensors; i++) {
         const TsDitTensor *t = &m->tensors[i];
@@ -126,22 +129,38 @@ TsStatus ts_dit_cuda_init(TsDitCuda *dm, const TsDit *m, TsErr *err) {
             dm->f32_floats += (t->shape[0] + 63) & ~(int64_t)63; /* 256-byte aligned */
         }
     }
-    CK_GOTO(ts_cuda_stream_create(&dm->stream));
-    CK_GOTO(ts_gemm_cuda_create(&dm->gemm));
-    CK_GOTO(ts_cuda_malloc((void **)&dm->w_bf16, sizeof(uint16_t) * (size_t)m->n_params));
-    CK_GOTO(ts_cuda_malloc((void **)&dm->w_f32, sizeof(float) * (size_t)(dm->f32_floats + 1)));
+    CK(ts_cuda_stream_create(&dm->stream));
+    CK(ts_gemm_cuda_create(&dm->gemm));
+    CK(ts_cuda_malloc((void **)&dm->w_bf16, sizeof(uint16_t) * (size_t)m->n_params));
+    CK(ts_cuda_malloc((void **)&dm->w_f32, sizeof(float) * (size_t)(dm->f32_floats + 1)));
     dm->device_bytes = sizeof(uint16_t) * (size_t)m->n_params + sizeof(float) * (size_t)dm->f32_floats;
+    return TS_OK;
+}
+
+TsStatus ts_dit_cuda_init(TsDitCuda *dm, const TsDit *m, TsErr *err) {
+    if (!m->arena) {
+        memset(dm, 0, sizeof *dm);
+        return ts_err(err, TS_ERR_INTERNAL, "ts_dit_cuda_init: model %s has no weights on the host",
+                      m->cfg.name);
+    }
+    float *stage = NULL;
+    TsStatus st = model_alloc(dm, m, err);
+    if (st != TS_OK) goto cleanup;
     int64_t chunk = m->n_params < STAGE_FLOATS ? m->n_params : STAGE_FLOATS;
     CK_GOTO(ts_cuda_malloc((void **)&stage, sizeof(float) * (size_t)(chunk + 1)));
     /* the staging buffer is reused chunk after chunk: stream order keeps the
      * copy of chunk i+1 behind the conversion of chunk i; each chunk is
-     * waited for so that a stuck device fails within the timeout */
+     * waited for (the host buffer is pageable) so that a stuck device fails
+     * within the timeout */
     for (int64_t off = 0; off < m->n_params; off += chunk) {
         int64_t n = m->n_params - off < chunk ? m->n_params - off : chunk;
         CK_GOTO(ts_cuda_memcpy_h2d(stage, m->arena + off, sizeof(float) * (size_t)n, dm->stream));
         CK_GOTO(ts_k_f32_to_bf16_cuda(dm->w_bf16 + off, stage, n, dm->stream));
         st = ts_dit_cuda_stream_wait(dm->stream, dm->timeout_s, "weight upload", err);
-        if (st != TS_OK) goto cleanup;
+        if (st != TS_OK) {
+            dm->stuck = 1;
+            goto cleanup;
+        }
     }
     for (int i = 0; i < m->n_tensors; i++) {
         const TsDitTensor *t = &m->tensors[i];
@@ -150,10 +169,34 @@ TsStatus ts_dit_cuda_init(TsDitCuda *dm, const TsDit *m, TsErr *err) {
                                    sizeof(float) * (size_t)t->shape[0], dm->stream));
     }
     st = ts_dit_cuda_stream_wait(dm->stream, dm->timeout_s, "weight upload", err);
+    if (st != TS_OK) dm->stuck = 1;
 cleanup:
-    if (stage) (void)ts_cuda_free(stage);
+    if (stage && !dm->stuck) (void)ts_cuda_free(stage);
     if (st != TS_OK) {
-        ts_err_prefix(err, "model %s on the GPU: ", m->cfg.name);
+        ts_err_prefix(err, "model %s on the GPU", m->cfg.name);
+        ts_dit_cuda_free(dm);
+    }
+    return st;
+}
+
+TsStatus ts_dit_cuda_init_seeded(TsDitCuda *dm, const TsDit *m, uint64_t seed, TsErr *err) {
+    TsStatus st = model_alloc(dm, m, err);
+    if (st != TS_OK) goto cleanup;
+    for (int i = 0; i < m->n_tensors; i++) {
+        const TsDitTensor *t = &m->tensors[i];
+        uint64_t key;
+        float amp = ts_dit_seed_tensor(m, seed, i, &key);
+        CK_GOTO(ts_k_fill_seeded_bf16_cuda(dm->w_bf16 + t->offset, tensor_elems(t), key, amp,
+                                           dm->stream));
+        if (dm->f32_off[i] >= 0)
+            CK_GOTO(ts_k_fill_seeded_f32_cuda(dm->w_f32 + dm->f32_off[i], t->shape[0], key, amp,
+                                              dm->stream));
+    }
+    st = ts_dit_cuda_stream_wait(dm->stream, dm->timeout_s, "seeded weights", err);
+    if (st != TS_OK) dm->stuck = 1;
+cleanup:
+    if (st != TS_OK) {
+        ts_err_prefix(err, "model %s on the GPU (seeded)", m->cfg.name);
         ts_dit_cuda_free(dm);
     }
     return st;
@@ -161,11 +204,18 @@ cleanup:
 
 void ts_dit_cuda_free(TsDitCuda *dm) {
     /* release errors are ignored: nothing useful can be done with them */
-    if (dm->stream) (void)ts_cuda_stream_sync(dm->stream);
-    if (dm->w_bf16) (void)ts_cuda_free(dm->w_bf16);
-    if (dm->w_f32) (void)ts_cuda_free(dm->w_f32);
-    if (dm->gemm) (void)ts_gemm_cuda_destroy(dm->gemm);
-    if (dm->stream) (void)ts_cuda_stream_destroy(dm->stream);
+    if (dm->stream && !dm->stuck) {
+        TsErr ignored;
+        if (ts_dit_cuda_stream_wait(dm->stream, dm->timeout_s > 0 ? dm->timeout_s : TS_CUDA_TIMEOUT_S,
+                                    "model release", &ignored) != TS_OK)
+            dm->stuck = 1;
+    }
+    if (!dm->stuck) { /* after a timeout: leak rather than block the exit */
+        if (dm->w_bf16) (void)ts_cuda_free(dm->w_bf16);
+        if (dm->w_f32) (void)ts_cuda_free(dm->w_f32);
+        if (dm->gemm) (void)ts_gemm_cuda_destroy(dm->gemm);
+        if (dm->stream) (void)ts_cuda_stream_destroy(dm->stream);
+    }
     free(dm->f32_off);
     memset(dm, 0, sizeof *dm);
 }
@@ -180,47 +230,72 @@ TsStatus ts_dit_cuda_cond_upload(TsDitCudaCond *dc, const TsDitCuda *dm, const T
     TsStatus st = TS_OK;
     float *stage = NULL;
     dc->guidance = cond->guidance;
-    CK_GOTO(ts_cuda_malloc((void **)&dc->pooled, sizeof(float) * (size_t)c->pooled_dim));
+    dc->stream = dm->stream;
+    CK_GOTO(ts_cuda_malloc_async((void **)&dc->pooled, sizeof(float) * (size_t)c->pooled_dim,
+                                 dm->stream));
     CK_GOTO(ts_cuda_memcpy_h2d(dc->pooled, cond->pooled, sizeof(float) * (size_t)c->pooled_dim,
                                dm->stream));
     if (n_txt > 0) {
-        CK_GOTO(ts_cuda_malloc((void **)&dc->txt, sizeof(uint16_t) * (size_t)n_txt));
-        CK_GOTO(ts_cuda_malloc((void **)&stage, sizeof(float) * (size_t)n_txt));
+        CK_GOTO(ts_cuda_malloc_async((void **)&dc->txt, sizeof(uint16_t) * (size_t)n_txt, dm->stream));
+        CK_GOTO(ts_cuda_malloc_async((void **)&stage, sizeof(float) * (size_t)n_txt, dm->stream));
         CK_GOTO(ts_cuda_memcpy_h2d(stage, cond->txt, sizeof(float) * (size_t)n_txt, dm->stream));
         CK_GOTO(ts_k_f32_to_bf16_cuda(dc->txt, stage, n_txt, dm->stream));
     }
+    /* the host buffers are pageable and the caller's: wait before returning */
     st = ts_dit_cuda_stream_wait(dm->stream, dm->timeout_s, "conditioning upload", err);
 cleanup:
-    if (stage) (void)ts_cuda_free(stage);
+    if (stage) (void)ts_cuda_free_async(stage, dm->stream);
+    if (st != TS_OK) ts_dit_cuda_cond_free(dc);
+    return st;
+}
+
+TsStatus ts_dit_cuda_cond_seeded(TsDitCudaCond *dc, const TsDitCuda *dm, uint64_t seed,
+                                 float guidance, TsErr *err) {
+    memset(dc, 0, sizeof *dc);
+    const TsDitConfig *c = &dm->m->cfg;
+    int64_t n_txt = (int64_t)c->txt_tokens * c->ctx_dim;
+    uint64_t k_txt, k_pooled;
+    TsStatus st = TS_OK;
+    ts_dit_cond_seed_keys(seed, &k_txt, &k_pooled);
+    dc->guidance = guidance;
+    dc->stream = dm->stream;
+    CK_GOTO(ts_cuda_malloc_async((void **)&dc->pooled, sizeof(float) * (size_t)c->pooled_dim,
+                                 dm->stream));
+    CK_GOTO(ts_k_fill_seeded_f32_cuda(dc->pooled, c->pooled_dim, k_pooled, TS_DIT_COND_AMP,
+                                      dm->stream));
+    if (n_txt > 0) {
+        CK_GOTO(ts_cuda_malloc_async((void **)&dc->txt, sizeof(uint16_t) * (size_t)n_txt, dm->stream));
+        CK_GOTO(ts_k_fill_seeded_bf16_cuda(dc->txt, n_txt, k_txt, TS_DIT_COND_AMP, dm->stream));
+    }
+    /* no host buffer involved: the step runs behind it in stream order */
+cleanup:
     if (st != TS_OK) ts_dit_cuda_cond_free(dc);
     return st;
 }
 
 void ts_dit_cuda_cond_free(TsDitCudaCond *dc) {
-    if (dc->txt) (void)ts_cuda_free(dc->txt);
-    if (dc->pooled) (void)ts_cuda_free(dc->pooled);
+    if (dc->txt) (void)ts_cuda_free_async(dc->txt, dc->stream);
+    if (dc->pooled) (void)ts_cuda_free_async(dc->pooled, dc->stream);
     memset(dc, 0, sizeof *dc);
 }
 
 /* ------------------------------------------------------------ work */
 
-static char *carve(char **p, int64_t bytes) {
-    char *r = *p;
-    *p += (bytes + 255) & ~(int64_t)255; /* 256-byte alignment for cuBLAS and coalescing */
-    return r;
-}
+enum { W_X, W_XM, W_LIN, W_ATTN, W_Y, W_COS, W_SIN, W_SEND, W_QF, W_KF, W_VF, W_OF, W_TEMB,
+       W_VEC, W_TMP, W_MOD, W_PATCHES, W_VEL_SEND, W_VEL_ALL, W_XB, W_VECB, W_N };
 
-TsStatus ts_dit_cuda_work_init(TsDitCudaWork *w, const TsDitCuda *dm, int width_px, int height_px,
-                               int degree, int rank, TsErr *err) {
+/* The geometry of ts_dit_work_init (exactly: the CPU and GPU steps split
+ * the sequence alike) and the byte size of every buffer, all in int64 (the
+ * largest, lin, is 1.45 GB for FLUX.1-dev at 2048 px). */
+static TsStatus work_geometry(TsDitCudaWork *w, const TsDitConfig *c, int width_px, int height_px,
+                              int degree, int rank, int64_t *sizes, int64_t *total, TsErr *err) {
     memset(w, 0, sizeof *w);
-    const TsDitConfig *c = &dm->m->cfg;
     TRY(ts_dit_check_size(c, width_px, height_px, err));
     if (degree < 1 || c->heads % degree)
         return ts_err(err, TS_ERR_INPUT, "model %s: degree %d does not divide its %d heads", c->name,
                       degree, c->heads);
     if (rank < 0 || rank >= degree)
         return ts_err(err, TS_ERR_INTERNAL, "rank %d outside a group of %d", rank, degree);
-    /* geometry: exactly ts_dit_work_init's */
     w->width_px = width_px, w->height_px = height_px, w->degree = degree, w->rank = rank;
     w->lat_h = height_px / c->vae_factor, w->lat_w = width_px / c->vae_factor;
     w->n_txt = c->txt_tokens;
@@ -240,47 +315,64 @@ TsStatus ts_dit_cuda_work_init(TsDitCudaWork *w, const TsDitCuda *dm, int width_
     int64_t h = c->hidden, mlp = (int64_t)c->mlp_ratio * h, half = c->head_dim / 2;
     int64_t cp = (int64_t)c->latent_channels * c->patch * c->patch;
     int64_t sl = w->s_loc, sp = w->s_pad, hk = h / degree;
+    /* bf16 staging of any GEMM input: the widest row is linear2's hidden +
+     * mlp; the 1-row embedder inputs and the image patches may be longer */
     int64_t xb = sl * (h + mlp);
     int64_t small[] = {w->n_img * cp, c->time_dim, c->pooled_dim, h};
     for (size_t i = 0; i < sizeof small / sizeof *small; i++)
         if (small[i] > xb) xb = small[i];
     const int64_t F = sizeof(float), B = sizeof(uint16_t);
-    int64_t sizes[] = {
-        sl * h * F, sl * h * F, sl * (3 * h + mlp) * F, sl * h * F, sl * h * F, /* x xm lin attn y */
-        sl * half * F, sl * half * F,                                       /* rope */
-        sl * h * F, sp * hk * F, sp * hk * F, sp * hk * F, sp * hk * F,     /* send qf kf vf of */
-        c->time_dim * F, h * F, 2 * h * F, 12 * h * F,                      /* temb vec tmp mod */
-        w->n_img * cp * F, degree * sl * cp * F, sp * cp * F, /* patches vel_send vel_all */
-        xb * B, h * B,                                        /* xb vecb */
+    int64_t sz[W_N] = {
+        [W_X] = sl * h * F,         [W_XM] = sl * h * F,       [W_LIN] = sl * (3 * h + mlp) * F,
+        [W_ATTN] = sl * h * F,      [W_Y] = sl * h * F,        [W_COS] = sl * half * F,
+        [W_SIN] = sl * half * F,    [W_SEND] = sl * h * F,     [W_QF] = sp * hk * F,
+        [W_KF] = sp * hk * F,       [W_VF] = sp * hk * F,      [W_OF] = sp * hk * F,
+        [W_TEMB] = c->time_dim * F, [W_VEC] = h * F,           [W_TMP] = 2 * h * F,
+        [W_MOD] = 12 * h * F,       [W_PATCHES] = w->n_img * cp * F,
+        [W_VEL_SEND] = degree * sl * cp * F,                   [W_VEL_ALL] = sp * cp * F,
+        [W_XB] = xb * B,            [W_VECB] = h * B,
     };
-    int64_t total = 0;
-    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) total += (sizes[i] + 255) & ~(int64_t)255;
+    *total = 0;
+    for (int i = 0; i < W_N; i++) {
+        sizes[i] = sz[i];
+        *total += (sz[i] + 255) & ~(int64_t)255;
+    }
+    return TS_OK;
+}
+
+size_t ts_dit_cuda_work_bytes(const TsDitConfig *c, int width_px, int height_px, int degree,
+                              TsErr *err) {
+    TsDitCudaWork w;
+    int64_t sizes[W_N], total = 0;
+    if (work_geometry(&w, c, width_px, height_px, degree, 0, sizes, &total, err) != TS_OK) return 0;
+    return (size_t)total;
+}
+
+static char *carve(char **p, int64_t bytes) {
+    char *r = *p;
+    *p += (bytes + 255) & ~(int64_t)255; /* 256-byte alignment for cuBLAS and coalescing */
+    return r;
+}
+
+TsStatus ts_dit_cuda_work_init(TsDitCudaWork *w, const TsDitCuda *dm, int width_px, int height_px,
+                               int degree, int rank, TsErr *err) {
+    const TsDitConfig *c = &dm->m->cfg;
+    int64_t sizes[W_N], total = 0;
+    TRY(work_geometry(w, c, width_px, height_px, degree, rank, sizes, &total, err));
     w->bytes = (size_t)total;
+    w->stream = dm->stream;
+    int64_t sl = w->s_loc, half = c->head_dim / 2;
     TsStatus st = TS_OK;
     float *pos = NULL, *cos_h = NULL, *sin_h = NULL;
-    CK_GOTO(ts_cuda_malloc(&w->mem, w->bytes));
+    CK_GOTO(ts_cuda_malloc_async(&w->mem, w->bytes, dm->stream));
     char *p = w->mem;
-    w->x = (float *)carve(&p, sizes[0]);
-    w->xm = (float *)carve(&p, sizes[1]);
-    w->lin = (float *)carve(&p, sizes[2]);
-    w->attn = (float *)carve(&p, sizes[3]);
-    w->y = (float *)carve(&p, sizes[4]);
-    w->rope_cos = (float *)carve(&p, sizes[5]);
-    w->rope_sin = (float *)carve(&p, sizes[6]);
-    w->send = (float *)carve(&p, sizes[7]);
-    w->qf = (float *)carve(&p, sizes[8]);
-    w->kf = (float *)carve(&p, sizes[9]);
-    w->vf = (float *)carve(&p, sizes[10]);
-    w->of = (float *)carve(&p, sizes[11]);
-    w->temb = (float *)carve(&p, sizes[12]);
-    w->vec = (float *)carve(&p, sizes[13]);
-    w->tmp = (float *)carve(&p, sizes[14]);
-    w->mod = (float *)carve(&p, sizes[15]);
-    w->patches = (float *)carve(&p, sizes[16]);
-    w->vel_send = (float *)carve(&p, sizes[17]);
-    w->vel_all = (float *)carve(&p, sizes[18]);
-    w->xb = (uint16_t *)carve(&p, sizes[19]);
-    w->vecb = (uint16_t *)carve(&p, sizes[20]);
+    float **fbuf[] = {&w->x,    &w->xm,   &w->lin,     &w->attn,     &w->y,      &w->rope_cos,
+                      &w->rope_sin, &w->send, &w->qf,  &w->kf,       &w->vf,     &w->of,
+                      &w->temb, &w->vec,  &w->tmp,     &w->mod,      &w->patches, &w->vel_send,
+                      &w->vel_all};
+    for (int i = 0; i < W_XB; i++) *fbuf[i] = (float *)carve(&p, sizes[i]);
+    w->xb = (uint16_t *)carve(&p, sizes[W_XB]);
+    w->vecb = (uint16_t *)carve(&p, sizes[W_VECB]);
     /* zeroed once, like the CPU's calloc: padding rows of the Ulysses and
      * velocity buffers then hold finite values before their first write */
     CK_GOTO(ts_cuda_memset(w->mem, 0, w->bytes, dm->stream));
@@ -306,7 +398,7 @@ cleanup:
     free(cos_h);
     free(sin_h);
     if (st != TS_OK) {
-        ts_err_prefix(err, "GPU workspace %dx%d px, degree %d (%.2f GiB): ", width_px, height_px,
+        ts_err_prefix(err, "GPU workspace %dx%d px, degree %d (%.2f GiB)", width_px, height_px,
                       degree, (double)total / (1024.0 * 1024.0 * 1024.0));
         ts_dit_cuda_work_free(w);
     }
@@ -314,7 +406,7 @@ cleanup:
 }
 
 void ts_dit_cuda_work_free(TsDitCudaWork *w) {
-    if (w->mem) (void)ts_cuda_free(w->mem);
+    if (w->mem) (void)ts_cuda_free_async(w->mem, w->stream);
     memset(w, 0, sizeof *w);
 }
 
@@ -324,10 +416,28 @@ void ts_dit_cuda_cache_init(TsDitCudaWorkCache *c, int max_entries) {
                                                                               : max_entries;
 }
 
+void ts_dit_cuda_cache_set_budget(TsDitCudaWorkCache *c, size_t max_bytes) { c->max_bytes = max_bytes; }
+
+static void cache_evict(TsDitCudaWorkCache *c, int i) {
+    c->bytes -= c->work[i].bytes;
+    ts_dit_cuda_work_free(&c->work[i]);
+    c->used[i] = 0;
+    c->n_evict++;
+}
+
+/* The least recently used entry other than `keep`, or -1. */
+static int cache_oldest(const TsDitCudaWorkCache *c, int keep) {
+    int v = -1;
+    for (int i = 0; i < c->max_entries; i++)
+        if (c->used[i] && i != keep && (v < 0 || c->used[i] < c->used[v])) v = i;
+    return v;
+}
+
 TsStatus ts_dit_cuda_cache_get(TsDitCudaWorkCache *c, const TsDitCuda *dm, int width_px,
                                int height_px, int degree, int rank, TsDitCudaWork **w, TsErr *err) {
-    int victim = 0;
     c->tick++;
+    *w = NULL;
+    int slot = -1;
     for (int i = 0; i < c->max_entries; i++) {
         TsDitCudaWork *k = &c->work[i];
         if (c->used[i] && k->width_px == width_px && k->height_px == height_px &&
@@ -336,13 +446,27 @@ TsStatus ts_dit_cuda_cache_get(TsDitCudaWorkCache *c, const TsDitCuda *dm, int w
             *w = k;
             return TS_OK;
         }
-        if (c->used[i] < c->used[victim]) victim = i; /* an empty slot (0) or the oldest */
+        if (!c->used[i] && slot < 0) slot = i;
     }
-    if (c->used[victim]) ts_dit_cuda_work_free(&c->work[victim]);
-    c->used[victim] = 0;
-    TRY(ts_dit_cuda_work_init(&c->work[victim], dm, width_px, height_px, degree, rank, err));
-    c->used[victim] = c->tick;
-    *w = &c->work[victim];
+    size_t need = ts_dit_cuda_work_bytes(&dm->m->cfg, width_px, height_px, degree, err);
+    if (need == 0) return TS_ERR_INPUT;
+    if (slot < 0) { /* full: the least recently used goes */
+        slot = cache_oldest(c, -1);
+        cache_evict(c, slot);
+    }
+    for (int v; c->max_bytes && c->bytes + need > c->max_bytes && (v = cache_oldest(c, slot)) >= 0;)
+        cache_evict(c, v);
+    TsStatus st = ts_dit_cuda_work_init(&c->work[slot], dm, width_px, height_px, degree, rank, err);
+    if (st != TS_OK && cache_oldest(c, slot) >= 0) {
+        /* maybe out of memory: make room with everything else, try once more */
+        for (int v; (v = cache_oldest(c, slot)) >= 0;) cache_evict(c, v);
+        st = ts_dit_cuda_work_init(&c->work[slot], dm, width_px, height_px, degree, rank, err);
+    }
+    if (st != TS_OK) return st;
+    c->used[slot] = c->tick;
+    c->bytes += c->work[slot].bytes;
+    c->n_alloc++;
+    *w = &c->work[slot];
     return TS_OK;
 }
 
@@ -551,9 +675,9 @@ static TsStatus step_enqueue(const StepCtx *k, const TsDitCudaCond *cond, float 
     return TS_OK;
 }
 
-TsStatus ts_dit_cuda_step(const TsDitCuda *dm, TsDitCudaWork *w, const TsDitCudaComm *comm,
-                          const TsDitCudaCond *cond, float t, float t_next, float *d_latent,
-                          TsErr *err) {
+TsStatus ts_dit_cuda_step_timed(const TsDitCuda *dm, TsDitCudaWork *w, const TsDitCudaComm *comm,
+                                const TsDitCudaCond *cond, float t, float t_next, float *d_latent,
+                                void *ev_start, void *ev_end, TsErr *err) {
     const TsDitConfig *c = &dm->m->cfg;
     if (!dm->w_bf16)
         return ts_err(err, TS_ERR_INTERNAL, "ts_dit_cuda_step: model %s is not on the GPU", c->name);
@@ -563,7 +687,13 @@ TsStatus ts_dit_cuda_step(const TsDitCuda *dm, TsDitCudaWork *w, const TsDitCuda
                       "ts_dit_cuda_step: work buffers are for rank %d of %d, the communicator is rank %d of %d",
                       w->rank, w->degree, rank, size);
     StepCtx k = {.dm = dm, .m = dm->m, .w = w, .comm = comm, .s = dm->stream};
-    TsStatus st = step_enqueue(&k, cond, t, t_next, d_latent, err);
+    TsStatus st = TS_OK;
+    if (ev_start && ts_cuda_event_record(ev_start, dm->stream) != 0)
+        st = ts_err(err, TS_ERR_SYSTEM, "%s:%d: %s", __FILE__, __LINE__, ts_cuda_last_error());
+    if (st == TS_OK) st = step_enqueue(&k, cond, t, t_next, d_latent, err);
+    /* the end event before the wait: the GPU's time, not the host's polling */
+    if (st == TS_OK && ev_end && ts_cuda_event_record(ev_end, dm->stream) != 0)
+        st = ts_err(err, TS_ERR_SYSTEM, "%s:%d: %s", __FILE__, __LINE__, ts_cuda_last_error());
     if (st != TS_OK) {
         /* do not return with work still reading caller buffers; the enqueue
          * error is the one to report */
@@ -572,6 +702,12 @@ TsStatus ts_dit_cuda_step(const TsDitCuda *dm, TsDitCudaWork *w, const TsDitCuda
         return st;
     }
     return comm->wait(dm->stream, "DiT step", comm->ctx, err);
+}
+
+TsStatus ts_dit_cuda_step(const TsDitCuda *dm, TsDitCudaWork *w, const TsDitCudaComm *comm,
+                          const TsDitCudaCond *cond, float t, float t_next, float *d_latent,
+                          TsErr *err) {
+    return ts_dit_cuda_step_timed(dm, w, comm, cond, t, t_next, d_latent, NULL, NULL, err);
 }
 
 /* ------------------------------------------------------------ latents */

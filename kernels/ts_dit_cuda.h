@@ -43,13 +43,28 @@ extern "C" {
  * created), never prints. Call it first on every rank and agree with
  * MPI_Allreduce(MPI_MAX) on the result, so that one rank (0) prints why. */
 int ts_cuda_backend_check(char *why, size_t len);
-/* Select device local_rank (one GPU per worker, chosen by node-local rank)
- * and create its context. Non-zero with a one-line err when there is no
- * device or fewer devices than local_rank + 1. */
-int ts_cuda_device_init(int local_rank, char *err, size_t len);
+/* Select CUDA device `device` and create its context; check it has
+ * stream-ordered memory pools and keep freed pool memory cached. Non-zero
+ * with a one-line err when there is no device or fewer than device + 1.
+ * (Which device a worker takes is the executor's business: mpi_nccl.h,
+ * ts_nccl_device_select.) */
+int ts_cuda_device_init(int device, char *err, size_t len);
 /* "device 0: NVIDIA H100 80GB HBM3, sm_90, 132 SMs, 79.1 GiB" (profile
  * metadata). */
 int ts_cuda_device_describe(char *buf, size_t len);
+/* The current device, for placement checks and metadata. */
+typedef struct TsCudaDeviceInfo {
+    int device;
+    char name[256];
+    int sm_major, sm_minor, sms;
+    double total_bytes, free_bytes;
+    unsigned char uuid[16];
+    char pci[32]; /* "0000:18:00" domain:bus:device */
+} TsCudaDeviceInfo;
+int ts_cuda_device_info(TsCudaDeviceInfo *info);
+/* "driver 550.54.15 (CUDA 12.4), CUDA runtime 13.0, cuBLAS 13.1.0": never
+ * fails (unknown parts print as ? or 0), works without a GPU. */
+int ts_cuda_versions(char *buf, size_t len);
 
 /* ------------------------------------------------------------ small launchers
  * (ts_dit_cuda_k.cu; conventions of ts_kernels_cuda.h: device pointers,
@@ -67,11 +82,16 @@ int ts_dit_k_qk_rmsnorm_cuda(float *x, int64_t ldx, const float *w, int64_t rows
 int ts_cuda_memcpy_d2d(void *dst, const void *src, size_t bytes, void *stream);
 /* *done = 1 when everything enqueued on stream has finished (never blocks). */
 int ts_cuda_stream_query(void *stream, int *done);
-/* CUDA events for timing steps on the GPU's clock (the profiler). */
+/* CUDA events: timing events for steps on the GPU's clock (the profiler),
+ * synchronisation-only events (cheaper) for "has this hand-off finished". */
 int ts_cuda_event_create(void **ev);
-int ts_cuda_event_destroy(void *ev);
+int ts_cuda_event_create_sync(void **ev);
+int ts_cuda_event_destroy(void *ev); /* NULL: nothing */
 int ts_cuda_event_record(void *ev, void *stream);
-/* Waits for end, then *ms = end - start. */
+/* *done = 1 once the work before the record has finished (never blocks). */
+int ts_cuda_event_query(void *ev, int *done);
+/* *ms = end - start; never waits: fails if end has not been reached (wait
+ * for the stream, with a timeout, first). */
 int ts_cuda_event_elapsed_ms(void *start, void *end, float *ms);
 
 /* ------------------------------------------------------------ communicator */
@@ -109,7 +129,8 @@ TsStatus ts_dit_cuda_stream_wait(void *stream, double timeout_s, const char *wha
 
 typedef struct TsDitCuda {
     const TsDit *m;      /* tensor table and config (must outlive this; its
-                          * host arena may be freed once uploaded) */
+                          * host arena may be freed once uploaded, and is not
+                          * needed at all by ts_dit_cuda_init_seeded) */
     uint16_t *w_bf16;    /* device [n_params]: bf16 mirror of the arena, same offsets */
     float *w_f32;        /* device: the 1-D tensors (biases, norm scales) in float32 */
     int64_t *f32_off;    /* host [n_tensors]: offset in w_f32, -1 for 2-D tensors */
@@ -118,6 +139,7 @@ typedef struct TsDitCuda {
     void *stream;        /* cudaStream_t every step of this model runs on */
     size_t device_bytes; /* weights on the device */
     double timeout_s;    /* bound on uploads' waits (TS_CUDA_TIMEOUT_S) */
+    int stuck;           /* a wait timed out: free nothing (it could block) */
 } TsDitCuda;
 
 /* Upload m's arena (ts_dit_weights_from_seed / _from_safetensors first):
@@ -125,6 +147,13 @@ typedef struct TsDitCuda {
  * tensors also in float32. Needs a selected device (ts_cuda_device_init).
  * FLUX.1-dev: 23.8 GB of bf16 weights. */
 TsStatus ts_dit_cuda_init(TsDitCuda *dm, const TsDit *m, TsErr *err);
+/* The weights ts_dit_weights_from_seed(m, seed) would give, generated on the
+ * device (ts_dit_seed_tensor's rule, bf16 of the same float32 values): no
+ * host arena (m->arena may be NULL), so FLUX.1-dev needs neither 47.6 GB of
+ * host memory per rank nor a minute of host hashing. */
+TsStatus ts_dit_cuda_init_seeded(TsDitCuda *dm, const TsDit *m, uint64_t seed, TsErr *err);
+/* Waits (bounded) for dm's stream, then frees; after a timeout it frees
+ * nothing (cudaFree of memory a stuck kernel uses could block forever). */
 void ts_dit_cuda_free(TsDitCuda *dm);
 
 /* Conditioning of one request on the device (upload once, reuse every step). */
@@ -132,10 +161,16 @@ typedef struct TsDitCudaCond {
     uint16_t *txt;  /* device [txt_tokens, ctx_dim] bf16 (only a GEMM reads it) */
     float *pooled;  /* device [pooled_dim] */
     float guidance;
+    void *stream;   /* the model's stream: allocations are stream-ordered */
 } TsDitCudaCond;
 
 TsStatus ts_dit_cuda_cond_upload(TsDitCudaCond *dc, const TsDitCuda *dm, const TsDitCond *cond,
                                  TsErr *err);
+/* ts_dit_cond_from_seed's conditioning, generated on the device (txt as the
+ * bf16 of the same float32 values). */
+TsStatus ts_dit_cuda_cond_seeded(TsDitCudaCond *dc, const TsDitCuda *dm, uint64_t seed,
+                                 float guidance, TsErr *err);
+/* Stream-ordered: safe while the model's stream still uses it. */
 void ts_dit_cuda_cond_free(TsDitCudaCond *dc);
 
 /* Activations of one rank for one (resolution, degree): the same geometry
@@ -154,24 +189,37 @@ typedef struct TsDitCudaWork {
     float *patches, *vel_send, *vel_all;
     uint16_t *xb;   /* bf16 staging of GEMM inputs [s_loc, hidden + mlp] */
     uint16_t *vecb; /* bf16 silu(vec) [hidden], the modulation GEMMs' input */
+    void *stream;   /* the model's stream: mem is a stream-ordered allocation */
 } TsDitCudaWork;
 
+/* Device bytes of a workspace (FLUX.1-dev, 2048 px, degree 1: 3.9 GB), or 0
+ * with err for a size or degree the model cannot run. */
+size_t ts_dit_cuda_work_bytes(const TsDitConfig *c, int width_px, int height_px, int degree,
+                              TsErr *err);
 TsStatus ts_dit_cuda_work_init(TsDitCudaWork *w, const TsDitCuda *dm, int width_px, int height_px,
                                int degree, int rank, TsErr *err);
+/* Stream-ordered (cudaFreeAsync on the model's stream): the memory is
+ * reused only after the work enqueued before it. */
 void ts_dit_cuda_work_free(TsDitCudaWork *w);
 
 /* Workspaces cached by (width, height, degree, rank), least recently used
- * evicted beyond max_entries: a step at a (resolution, degree) seen before
- * allocates nothing. */
+ * evicted beyond max_entries or beyond max_bytes (0: no byte limit; a
+ * FLUX.1-dev 2048 px workspace alone is 3.9 GB, so the executor sets one
+ * from the memory left after the weights): a step at a (resolution,
+ * degree) seen before allocates nothing. An allocation that fails for lack
+ * of memory evicts every other entry and is tried once more. */
 #define TS_DIT_CUDA_CACHE_MAX 16
 typedef struct TsDitCudaWorkCache {
     TsDitCudaWork work[TS_DIT_CUDA_CACHE_MAX];
     uint64_t used[TS_DIT_CUDA_CACHE_MAX]; /* 0: empty slot, else last-use tick */
     uint64_t tick;
     int max_entries;                      /* <= TS_DIT_CUDA_CACHE_MAX */
+    size_t max_bytes, bytes;              /* budget (0: none) and bytes held */
+    int64_t n_alloc, n_evict;             /* statistics */
 } TsDitCudaWorkCache;
 
 void ts_dit_cuda_cache_init(TsDitCudaWorkCache *c, int max_entries);
+void ts_dit_cuda_cache_set_budget(TsDitCudaWorkCache *c, size_t max_bytes);
 TsStatus ts_dit_cuda_cache_get(TsDitCudaWorkCache *c, const TsDitCuda *dm, int width_px,
                                int height_px, int degree, int rank, TsDitCudaWork **w, TsErr *err);
 void ts_dit_cuda_cache_free(TsDitCudaWorkCache *c);
@@ -183,6 +231,12 @@ void ts_dit_cuda_cache_free(TsDitCudaWorkCache *c);
 TsStatus ts_dit_cuda_step(const TsDitCuda *dm, TsDitCudaWork *w, const TsDitCudaComm *comm,
                           const TsDitCudaCond *cond, float t, float t_next, float *d_latent,
                           TsErr *err);
+/* The same, recording ev_start before the step's first operation and
+ * ev_end after its last, before the wait (CUDA events, NULL: none): the
+ * profiler's step time on the GPU's clock. */
+TsStatus ts_dit_cuda_step_timed(const TsDitCuda *dm, TsDitCudaWork *w, const TsDitCudaComm *comm,
+                                const TsDitCudaCond *cond, float t, float t_next, float *d_latent,
+                                void *ev_start, void *ev_end, TsErr *err);
 
 /* Latents between host and device on dm->stream, finished when they return. */
 TsStatus ts_dit_cuda_upload(const TsDitCuda *dm, float *d_dst, const float *src, int64_t n,

@@ -3,9 +3,12 @@
 // over the strided q/k columns of a qkv buffer, device selection, the
 // no-GPU check, stream polling and events. Launchers as in ts_kernels_cuda.h:
 // 0 or a CUDA code, message for ts_cuda_last_error().
+#include <cublas_v2.h>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "ts_cuda_check.h"
 #include "ts_dit_cuda.h"
@@ -92,12 +95,22 @@ extern "C" int ts_cuda_stream_query(void *stream, int *done) {
 
 extern "C" int ts_cuda_event_create(void **ev) {
     cudaEvent_t e = nullptr;
+    *ev = nullptr;
     ts_cuda_check(cudaEventCreate(&e));
     *ev = e;
     return 0;
 }
 
+extern "C" int ts_cuda_event_create_sync(void **ev) {
+    cudaEvent_t e = nullptr;
+    *ev = nullptr;
+    ts_cuda_check(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+    *ev = e;
+    return 0;
+}
+
 extern "C" int ts_cuda_event_destroy(void *ev) {
+    if (!ev) return 0;
     ts_cuda_check(cudaEventDestroy(static_cast<cudaEvent_t>(ev)));
     return 0;
 }
@@ -107,8 +120,26 @@ extern "C" int ts_cuda_event_record(void *ev, void *stream) {
     return 0;
 }
 
+extern "C" int ts_cuda_event_query(void *ev, int *done) {
+    cudaError_t e = cudaEventQuery(static_cast<cudaEvent_t>(ev));
+    *done = e == cudaSuccess;
+    if (e == cudaErrorNotReady) {
+        (void)cudaGetLastError(); // not an error
+        return 0;
+    }
+    ts_cuda_check(e);
+    return 0;
+}
+
+// Never waits (an unbounded cudaEventSynchronize could hang on a stuck
+// device): the caller has waited for the stream, with a timeout, first.
 extern "C" int ts_cuda_event_elapsed_ms(void *start, void *end, float *ms) {
-    ts_cuda_check(cudaEventSynchronize(static_cast<cudaEvent_t>(end)));
+    int done = 0;
+    *ms = 0.0f;
+    if (ts_cuda_event_query(end, &done) != 0) return -1;
+    if (!done)
+        return ts_cuda_record_error((int)cudaErrorNotReady, "ts_cuda_event_elapsed_ms", __FILE__,
+                                    __LINE__, "end event not reached yet (wait for the stream first)");
     ts_cuda_check(cudaEventElapsedTime(ms, static_cast<cudaEvent_t>(start),
                                        static_cast<cudaEvent_t>(end)));
     return 0;
@@ -140,23 +171,50 @@ extern "C" int ts_cuda_backend_check(char *why, size_t len) {
     return device_count(&count, why, len);
 }
 
-extern "C" int ts_cuda_device_init(int local_rank, char *err, size_t len) {
+extern "C" int ts_cuda_device_init(int device, char *err, size_t len) {
     int count = 0;
     if (len > 0) err[0] = '\0';
     int rc = device_count(&count, err, len);
     if (rc != 0) return rc;
-    if (local_rank < 0 || local_rank >= count) {
+    if (device < 0 || device >= count) {
         snprintf(err, len,
-                 "local rank %d needs CUDA device %d but this node shows %d (one GPU per worker: "
-                 "start at most %d workers per node, or set CUDA_VISIBLE_DEVICES)",
-                 local_rank, local_rank, count, count);
+                 "needs CUDA device %d but this process sees %d (one GPU per worker: start at most "
+                 "%d workers per node, or check CUDA_VISIBLE_DEVICES)",
+                 device, count, count);
         return (int)cudaErrorInvalidDevice;
     }
-    cudaError_t e = cudaSetDevice(local_rank);
-    if (e == cudaSuccess) e = cudaFree(nullptr); // create the context now, not in the first step
+    const char *call = "cudaSetDevice";
+    cudaError_t e = cudaSetDevice(device);
+    if (e == cudaSuccess) {
+        call = "cudaFree(nullptr)"; // create the context now, not in the first step
+        e = cudaFree(nullptr);
+    }
+    int pools = 0;
+    if (e == cudaSuccess) {
+        call = "cudaDeviceGetAttribute(cudaDevAttrMemoryPoolsSupported)";
+        e = cudaDeviceGetAttribute(&pools, cudaDevAttrMemoryPoolsSupported, device);
+    }
+    if (e == cudaSuccess && !pools) {
+        snprintf(err, len, "CUDA device %d has no stream-ordered memory pools (cudaMallocAsync), "
+                 "which the cuda backend needs", device);
+        return (int)cudaErrorNotSupported;
+    }
+    if (e == cudaSuccess) {
+        // Keep freed blocks in the pool: latents and workspaces come and go
+        // every launch; returning them to the driver at each synchronisation
+        // would make allocation slow and its cost unpredictable.
+        cudaMemPool_t pool = nullptr;
+        call = "cudaDeviceGetDefaultMemPool";
+        e = cudaDeviceGetDefaultMemPool(&pool, device);
+        if (e == cudaSuccess) {
+            uint64_t keep = UINT64_MAX;
+            call = "cudaMemPoolSetAttribute(cudaMemPoolAttrReleaseThreshold)";
+            e = cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep);
+        }
+    }
     if (e != cudaSuccess) {
         (void)cudaGetLastError();
-        snprintf(err, len, "%s:%d: cudaSetDevice(%d): %s", __FILE__, __LINE__, local_rank,
+        snprintf(err, len, "%s:%d: %s on device %d: %s", __FILE__, __LINE__, call, device,
                  cudaGetErrorString(e));
         return (int)e;
     }
@@ -170,5 +228,62 @@ extern "C" int ts_cuda_device_describe(char *buf, size_t len) {
     ts_cuda_check(cudaGetDeviceProperties(&p, dev));
     snprintf(buf, len, "device %d: %s, sm_%d%d, %d SMs, %.1f GiB", dev, p.name, p.major, p.minor,
              p.multiProcessorCount, (double)p.totalGlobalMem / (1024.0 * 1024.0 * 1024.0));
+    return 0;
+}
+
+extern "C" int ts_cuda_device_info(TsCudaDeviceInfo *info) {
+    int dev = 0;
+    cudaDeviceProp p;
+    memset(info, 0, sizeof *info);
+    ts_cuda_check(cudaGetDevice(&dev));
+    ts_cuda_check(cudaGetDeviceProperties(&p, dev));
+    info->device = dev;
+    snprintf(info->name, sizeof info->name, "%s", p.name);
+    info->sm_major = p.major;
+    info->sm_minor = p.minor;
+    info->sms = p.multiProcessorCount;
+    info->total_bytes = (double)p.totalGlobalMem;
+    memcpy(info->uuid, p.uuid.bytes, sizeof info->uuid);
+    snprintf(info->pci, sizeof info->pci, "%04x:%02x:%02x", p.pciDomainID, p.pciBusID, p.pciDeviceID);
+    size_t free_b = 0, total_b = 0;
+    ts_cuda_check(cudaMemGetInfo(&free_b, &total_b));
+    info->free_bytes = (double)free_b;
+    return 0;
+}
+
+// "550.54.15" from the kernel module, when the driver says (Linux).
+static void driver_release(char *buf, size_t len) {
+    snprintf(buf, len, "?");
+    FILE *f = fopen("/proc/driver/nvidia/version", "r");
+    if (!f) return;
+    char line[256];
+    if (fgets(line, sizeof line, f)) {
+        // "NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.15  Tue Mar ..."
+        const char *k = strstr(line, "Kernel Module");
+        if (k) {
+            k += strlen("Kernel Module");
+            while (*k == ' ') k++;
+            size_t n = strcspn(k, " \n");
+            if (n > 0 && n < len) {
+                memcpy(buf, k, n);
+                buf[n] = '\0';
+            }
+        }
+    }
+    fclose(f);
+}
+
+extern "C" int ts_cuda_versions(char *buf, size_t len) {
+    int drv = 0, rt = 0, cb[3] = {0, 0, 0};
+    char rel[64];
+    (void)cudaDriverGetVersion(&drv); // 0 without a driver: reported as such
+    (void)cudaRuntimeGetVersion(&rt);
+    (void)cudaGetLastError();
+    (void)cublasGetProperty(MAJOR_VERSION, &cb[0]);
+    (void)cublasGetProperty(MINOR_VERSION, &cb[1]);
+    (void)cublasGetProperty(PATCH_LEVEL, &cb[2]);
+    driver_release(rel, sizeof rel);
+    snprintf(buf, len, "driver %s (CUDA %d.%d), CUDA runtime %d.%d, cuBLAS %d.%d.%d", rel,
+             drv / 1000, (drv % 1000) / 10, rt / 1000, (rt % 1000) / 10, cb[0], cb[1], cb[2]);
     return 0;
 }

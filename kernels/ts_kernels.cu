@@ -74,6 +74,18 @@ extern "C" int ts_cuda_stream_sync(void *stream) {
     return 0;
 }
 
+extern "C" int ts_cuda_malloc_async(void **dptr, size_t bytes, void *stream) {
+    *dptr = nullptr;
+    ts_cuda_check(cudaMallocAsync(dptr, bytes, as_stream(stream)));
+    return 0;
+}
+
+extern "C" int ts_cuda_free_async(void *dptr, void *stream) {
+    if (!dptr) return 0;
+    ts_cuda_check(cudaFreeAsync(dptr, as_stream(stream)));
+    return 0;
+}
+
 // ------------------------------------------------------------ helpers
 
 static const int TS_THREADS = 256;
@@ -551,5 +563,31 @@ extern "C" int ts_k_bf16_to_f32_cuda(float *dst, const uint16_t *src, int64_t n,
     from_bf16_kernel<<<grid_for(n), TS_THREADS, 0, as_stream(stream)>>>(
         dst, reinterpret_cast<const __nv_bfloat16 *>(src), n);
     ts_cuda_check_launch(from_bf16_kernel);
+    return 0;
+}
+
+// ------------------------------------------------------------ seeded fill
+
+__global__ static void fill_seeded_bf16_kernel(__nv_bfloat16 *dst, int64_t n, uint64_t key, float amp) {
+    TS_GRID_STRIDE(i, n) dst[i] = __float2bfloat16_rn(ts_m_seeded(key, amp, (uint64_t)i));
+}
+
+__global__ static void fill_seeded_f32_kernel(float *dst, int64_t n, uint64_t key, float amp) {
+    TS_GRID_STRIDE(i, n) dst[i] = ts_m_seeded(key, amp, (uint64_t)i);
+}
+
+extern "C" int ts_k_fill_seeded_bf16_cuda(uint16_t *dst, int64_t n, uint64_t key, float amp,
+                                          void *stream) {
+    if (n <= 0) return 0;
+    fill_seeded_bf16_kernel<<<grid_for(n), TS_THREADS, 0, as_stream(stream)>>>(
+        reinterpret_cast<__nv_bfloat16 *>(dst), n, key, amp);
+    ts_cuda_check_launch(fill_seeded_bf16_kernel);
+    return 0;
+}
+
+extern "C" int ts_k_fill_seeded_f32_cuda(float *dst, int64_t n, uint64_t key, float amp, void *stream) {
+    if (n <= 0) return 0;
+    fill_seeded_f32_kernel<<<grid_for(n), TS_THREADS, 0, as_stream(stream)>>>(dst, n, key, amp);
+    ts_cuda_check_launch(fill_seeded_f32_kernel);
     return 0;
 }

@@ -105,4 +105,15 @@ void ts_k_patchify_cpu(float *tokens, const float *latent, int channels, int lat
 void ts_k_unpatchify_cpu(float *latent, const float *tokens, int channels, int lat_h, int lat_w,
                          int patch);
 
+/* Seeded fill: dst[j] = ts_m_seeded(key, amp, j) (amp 0: all ones). The
+ * seeded weights and conditioning of ts_dit.c, and the CPU twin of
+ * ts_k_fill_seeded_bf16_cuda / _f32_cuda, which fill the GPU model without
+ * a host copy.  dst: [n] */
+void ts_k_fill_seeded_cpu(float *dst, int64_t n, uint64_t key, float amp);
+
+/* float32 <-> bf16 bits, round to nearest even (ts_m_f32_to_bf16): the CPU
+ * twins of ts_k_f32_to_bf16_cuda / ts_k_bf16_to_f32_cuda.  dst, src: [n] */
+void ts_k_f32_to_bf16_cpu(uint16_t *dst, const float *src, int64_t n);
+void ts_k_bf16_to_f32_cpu(float *dst, const uint16_t *src, int64_t n);
+
 #endif

@@ -216,3 +216,15 @@ void ts_k_unpatchify_cpu(float *latent, const float *tokens, int channels, int l
         for (int64_t f = 0; f < feat; f++)
             latent[ts_m_patch_src(t, f, lat_h, lat_w, patch)] = tokens[t * feat + f];
 }
+
+void ts_k_fill_seeded_cpu(float *dst, int64_t n, uint64_t key, float amp) {
+    for (int64_t j = 0; j < n; j++) dst[j] = ts_m_seeded(key, amp, (uint64_t)j);
+}
+
+void ts_k_f32_to_bf16_cpu(uint16_t *dst, const float *src, int64_t n) {
+    for (int64_t i = 0; i < n; i++) dst[i] = ts_m_f32_to_bf16(src[i]);
+}
+
+void ts_k_bf16_to_f32_cpu(float *dst, const uint16_t *src, int64_t n) {
+    for (int64_t i = 0; i < n; i++) dst[i] = ts_m_bf16_to_f32(src[i]);
+}

@@ -38,7 +38,16 @@ int ts_cuda_memcpy_d2h(void *dst, const void *src, size_t bytes, void *stream);
 int ts_cuda_memset(void *dptr, int value, size_t bytes, void *stream);
 int ts_cuda_stream_create(void **stream);
 int ts_cuda_stream_destroy(void *stream);
+/* Unbounded: tests only. Serving code polls (ts_cuda_stream_query) with a
+ * timeout instead, see ts_dit_cuda_stream_wait. */
 int ts_cuda_stream_sync(void *stream);
+/* Stream-ordered allocation (cudaMallocAsync / cudaFreeAsync from the
+ * device's default pool). The executor allocates and frees latents and
+ * workspaces while NCCL hand-offs may be pending on other streams: plain
+ * cudaMalloc / cudaFree can synchronise the device and so wait for a
+ * hand-off whose peer waits for us; these never do. */
+int ts_cuda_malloc_async(void **dptr, size_t bytes, void *stream);
+int ts_cuda_free_async(void *dptr, void *stream);
 
 /* ---- kernels (shapes as in ts_kernels.h) */
 /* out, x: [rows, cols]; w, b: [cols] or NULL */
@@ -88,7 +97,14 @@ int ts_k_unpatchify_cuda(float *latent, const float *tokens, int channels, int l
 int ts_k_f32_to_bf16_cuda(uint16_t *dst, const float *src, int64_t n, void *stream);
 int ts_k_bf16_to_f32_cuda(float *dst, const uint16_t *src, int64_t n, void *stream);
 
+/* Seeded fill on the device (CPU twin ts_k_fill_seeded_cpu): element j =
+ * ts_m_seeded(key, amp, j), stored as bf16 or float32.  dst: [n] */
+int ts_k_fill_seeded_bf16_cuda(uint16_t *dst, int64_t n, uint64_t key, float amp, void *stream);
+int ts_k_fill_seeded_f32_cuda(float *dst, int64_t n, uint64_t key, float amp, void *stream);
+
 /* ---- cuBLAS GEMM (ts_gemm_cuda.cu): bf16 inputs, float32 accumulation */
+/* A cuBLAS handle with its own 32 MiB workspace (cublasSetWorkspace), so
+ * that no GEMM allocates device memory behind our back mid-run. */
 int ts_gemm_cuda_create(void **handle);
 int ts_gemm_cuda_destroy(void *handle);
 /* Row-major linear layer y = x W^T (+ beta y), like the CPU model's linear():

@@ -105,4 +105,50 @@ static inline TS_HD int64_t ts_m_patch_src(int64_t token, int64_t feature, int l
     return (c * lat_h + (py * patch + dy)) * lat_w + (px * patch + dx);
 }
 
+/* ---- seeded values (weights, conditioning): a counter-based generator, so
+ * every element is a pure function of (key, index) on the CPU and the GPU
+ * alike (ts_dit_weights_from_seed, ts_k_fill_seeded_*). */
+
+/* splitmix64 finaliser. */
+static inline TS_HD uint64_t ts_m_mix64(uint64_t z) {
+    z += 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+/* Uniform in [-1, 1) with 24 random bits (exact in float and double). */
+static inline TS_HD float ts_m_hash_uniform(uint64_t key, uint64_t j) {
+    uint64_t h = ts_m_mix64(key ^ ts_m_mix64(j));
+    return (float)((double)(h >> 40) * (1.0 / 8388608.0) - 1.0);
+}
+
+/* Element j of a seeded tensor: amp * U[-1, 1), or 1 when amp == 0 (norm
+ * scales). One float multiply: bit-identical on both sides. */
+static inline TS_HD float ts_m_seeded(uint64_t key, float amp, uint64_t j) {
+    return amp == 0.0f ? 1.0f : amp * ts_m_hash_uniform(key, j);
+}
+
+/* ---- bf16 (the upper 16 bits of a float32), round to nearest even like
+ * __float2bfloat16_rn; NaN stays a (quiet) NaN. */
+static inline TS_HD uint16_t ts_m_f32_to_bf16(float x) {
+    union {
+        float f;
+        uint32_t u;
+    } v;
+    v.f = x;
+    if ((v.u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((v.u >> 16) | 0x40u);
+    uint32_t lsb = (v.u >> 16) & 1u;
+    return (uint16_t)((v.u + 0x7fffu + lsb) >> 16);
+}
+
+static inline TS_HD float ts_m_bf16_to_f32(uint16_t b) {
+    union {
+        float f;
+        uint32_t u;
+    } v;
+    v.u = (uint32_t)b << 16;
+    return v.f;
+}
+
 #endif

@@ -163,18 +163,20 @@ def main():
               f"resolutions imply 54 to 68 of our steps per image, so not a fixed per-step formula).\n")
 
     print(f"## Ulysses all-to-all traffic per rank ({px} px, {c['n_double'] + c['n_single']} attention layers per step)\n")
-    print("| k | formula 4Shb(P-1)/P^2, b=2 (MB/layer) | ours exact, fp32 (MB/layer) | ours per step, fp32 (GB) "
-          "| bf16 per step (GB) | time per step at "
+    print("| k | one all-to-all, bf16 / ours fp32 (MB) | formula 4Shb(P-1)/P^2, b=2 (MB/layer) "
+          "| ours exact, fp32 (MB/layer) | ours per step, fp32 (GB) | bf16 per step (GB) | time per step at "
           f"{a.link_gbs:.0f} GB/s, fp32 / bf16 (ms) |")
-    print("|---:|---:|---:|---:|---:|---:|")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
     comm_s = {}
     for k in (2, 4, 8):
         _, ex4, step4 = comm_bytes(c, px, k, 4)
         form2, _, step2 = comm_bytes(c, px, k, 2)
         comm_s[k] = (step4 / bw, step2 / bw)
-        print(f"| {k} | {form2 / 1e6:.1f} | {ex4 / 1e6:.1f} | {step4 / 1e9:.2f} | {step2 / 1e9:.2f} "
-              f"| {1e3 * step4 / bw:.1f} / {1e3 * step2 / bw:.1f} |")
-    print(f"\nOurs = 3 all-to-alls (q, k, v) + 1 back per attention, k-1 blocks of [S_pad/k, hidden/k] "
+        print(f"| {k} | {form2 / 4e6:.2f} / {ex4 / 4e6:.2f} | {form2 / 1e6:.1f} | {ex4 / 1e6:.1f} "
+              f"| {step4 / 1e9:.2f} | {step2 / 1e9:.2f} | {1e3 * step4 / bw:.1f} / {1e3 * step2 / bw:.1f} |")
+    print(f"\nOne all-to-all = what one rank sends in one of the four exchanges of an attention "
+          f"layer, S h b (P-1)/P^2. "
+          f"Ours = 3 all-to-alls (q, k, v) + 1 back per attention, k-1 blocks of [S_pad/k, hidden/k] "
           f"leaving each rank, plus one float32 velocity all-gather per step; with b = 2 it equals "
           f"the formula up to padding. NVLink 4: {NVLINK_GBS:.0f} GB/s bidirectional per GPU "
           f"= 450 GB/s each way; assumed effective {a.link_gbs:.0f} GB/s each way for NCCL "

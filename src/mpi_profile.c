@@ -20,7 +20,16 @@
  * MPI communicator (mpi_dit.h); emu sleeps the step time that
  * --from-profile gives for the cell, which measures the pipeline and the
  * timing accuracy of the emulation (the table shows measured vs expected);
- * cuda has no step in this build and fails at once with one line.
+ * cuda runs ts_dit_cuda_step of the seeded preset (weights generated on the
+ * device, default flux-dev) over the group's NCCL communicator (mpi_nccl.h:
+ * one GPU per rank, chosen by node-local rank), and times each step on the
+ * GPU's clock: a CUDA event before the step's first operation and one after
+ * its last (batch b: before the first request's, after the last's), after
+ * the warm-up steps; the sample is the maximum over the group, as for cpu.
+ * Its metadata records the GPU model and the driver, CUDA runtime, cuBLAS
+ * and NCCL versions. Before anything else, with cuda, every rank passes the
+ * gates of mpi_nccl.h (a GPU on every rank, one each): without a GPU the
+ * command fails within seconds with one line.
  *
  * Options are validated on rank 0 (files included) before any work; rank 0
  * broadcasts the outcome and the cells, so that every rank exits with the
@@ -45,7 +54,9 @@
 #include "ts_cmd.h"
 #include "ts_dit.h"
 #include "ts_profile.h"
+#include "mpi_nccl.h"
 #ifdef TS_HAVE_CUDA
+#include "ts_dit_cuda.h"
 #include "ts_kernels_cuda.h"
 #endif
 
@@ -87,11 +98,13 @@ static const char ts_profile_usage[] =
     "  --backend B          cpu: the seeded DiT of --preset on the CPU, sequence-parallel over\n"
     "                       MPI; emu: sleep the step times of --from-profile (checks the\n"
     "                       pipeline and the emulation's timing: measured vs expected);\n"
-    "                       cuda: needs a GPU and the cuda build\n"
+    "                       cuda: the same DiT on one GPU per rank (by node-local rank),\n"
+    "                       sequence-parallel over NCCL, timed with CUDA events\n"
     "  --out F.csv          the profile to write (atomically: a temporary, then rename)\n"
-    "  --preset NAME        DiT preset for cpu (default tiny; also flux-dev, sd3-medium)\n"
-    "  --sizes LIST         square sizes or WxH, comma-separated (default 256,512; emu: the\n"
-    "                       sizes of --from-profile)\n"
+    "  --preset NAME        DiT preset (cpu default tiny, cuda default flux-dev; also\n"
+    "                       sd3-medium); seeded weights\n"
+    "  --sizes LIST         square sizes or WxH, comma-separated (default 256,512; cuda:\n"
+    "                       256,512,1024,2048; emu: the sizes of --from-profile)\n"
     "  --degrees LIST       sequence-parallel degrees, each <= K (default: powers of two <= K\n"
     "                       that divide the preset's heads; emu: the profile's degrees <= K)\n"
     "  --batch LIST         requests per batched step (default 1); a batch runs its requests\n"
@@ -249,27 +262,8 @@ static int ts_prof_parse(int argc, char **argv, TsProfOpts *o, int rank, char *m
         snprintf(msg, len, "--from-profile: only the emu backend reads a profile");
         return 2;
     }
-    if (!o->preset) o->preset = "tiny";
+    if (!o->preset) o->preset = o->backend == TS_PB_CUDA ? "flux-dev" : "tiny";
     return -1;
-}
-
-/* The cuda backend's reason for not running here (one line). */
-static int ts_prof_cuda_unavailable(char *msg, size_t len) {
-#ifdef TS_HAVE_CUDA
-    int n = 0, rc = ts_cuda_device_count(&n);
-    if (rc)
-        snprintf(msg, len, "the cuda backend needs a GPU: cudaGetDeviceCount: %s (error %d)",
-                 ts_cuda_error_string(rc), rc);
-    else if (n == 0)
-        snprintf(msg, len, "the cuda backend needs a GPU: cudaGetDeviceCount found no device");
-    else
-        snprintf(msg, len, "the cuda backend needs a GPU step, which this build does not have "
-                 "yet (%d device%s found): use --backend cpu or emu", n, n == 1 ? "" : "s");
-#else
-    snprintf(msg, len, "the cuda backend needs a GPU: cuda backend not built (no nvcc when "
-             "tetriserve was compiled)");
-#endif
-    return 1;
 }
 
 static int ts_prof_dir_writable(const char *path, char *msg, size_t len) {
@@ -303,7 +297,6 @@ static int ts_prof_plan(TsProfOpts *o, int world, TsProfCell **cells_out, int *n
     TsDitConfig cfg;
     *cells_out = NULL;
     *n_out = 0;
-    if (o->backend == TS_PB_CUDA) return ts_prof_cuda_unavailable(msg, len);
     if (ts_dit_config_preset(o->preset, &cfg, &err)) {
         snprintf(msg, len, "--preset: %s", err.msg);
         return 2;
@@ -332,9 +325,8 @@ static int ts_prof_plan(TsProfOpts *o, int world, TsProfCell **cells_out, int *n
                 }
             }
         } else {
-            o->n_sizes = 2;
-            o->width[0] = o->height[0] = 256;
-            o->width[1] = o->height[1] = 512;
+            o->n_sizes = o->backend == TS_PB_CUDA ? 4 : 2; /* cuda: the paper's four */
+            for (int i = 0; i < o->n_sizes; i++) o->width[i] = o->height[i] = 256 << i;
         }
     }
     if (!degrees_given) {
@@ -359,7 +351,7 @@ static int ts_prof_plan(TsProfOpts *o, int world, TsProfCell **cells_out, int *n
                      d, d, world, d);
             return 2;
         }
-        if (o->backend == TS_PB_CPU && cfg.heads % d) {
+        if (o->backend != TS_PB_EMU && cfg.heads % d) {
             snprintf(msg, len, "--degrees: degree %d does not divide the %d heads of preset %s", d,
                      cfg.heads, cfg.name);
             return 2;
@@ -471,16 +463,110 @@ static TsStatus ts_prof_cpu_step(TsProfCpu *p, const TsProfCell *c, int i, int t
     return TS_OK;
 }
 
+/* The GPU side of the cuda backend: one per process, for every cell. */
+typedef struct TsProfGpu TsProfGpu;
+#ifdef TS_HAVE_CUDA
+struct TsProfGpu {
+    TsNcclWorld nw;
+    int have_nw;
+    TsDitCuda dm;
+    int have_dm;
+    void *ev0, *ev1;
+};
+
+static TsStatus ts_prof_gpu_init(TsProfGpu *p, const TsDit *m, uint64_t seed, TsErr *err) {
+    /* collective over the world: every rank is a GPU here */
+    TsStatus rc = ts_nccl_world_init(&p->nw, MPI_COMM_WORLD, TS_CUDA_TIMEOUT_S, err);
+    if (rc) return rc;
+    p->have_nw = 1;
+    if ((rc = ts_dit_cuda_init_seeded(&p->dm, m, seed, err))) return rc;
+    p->have_dm = 1;
+    if (ts_cuda_event_create(&p->ev0) || ts_cuda_event_create(&p->ev1))
+        return ts_err(err, TS_ERR_SYSTEM, "%s", ts_cuda_last_error());
+    return TS_OK;
+}
+
+static void ts_prof_gpu_free(TsProfGpu *p) {
+    (void)ts_cuda_event_destroy(p->ev0);
+    (void)ts_cuda_event_destroy(p->ev1);
+    if (p->have_dm) ts_dit_cuda_free(&p->dm);
+    if (p->have_nw) ts_nccl_world_free(&p->nw);
+}
+
+/* One cell on a rank of its group: t[i] = the GPU time of timed step i. */
+static TsStatus ts_prof_gpu_cell(const TsProfOpts *o, TsProfGpu *p, const TsProfCell *c, MPI_Comm mg,
+                                 int grank, double *t, TsErr *err) {
+    const TsDitConfig *cfg = &p->dm.m->cfg;
+    int64_t n = ts_dit_latent_floats(cfg, c->width, c->height);
+    float *lat[TS_MAX_BATCH] = {NULL}, *host = ts_xmalloc(sizeof(float) * (size_t)n);
+    TsDitCudaCond cond[TS_MAX_BATCH];
+    TsDitCudaWork work;
+    TsNcclGroup *g = NULL;
+    TsDitCudaComm comm;
+    int ranks[TS_NCCL_MAX_DEGREE], n_cond = 0, have_work = 0;
+    TsStatus rc = TS_OK;
+    memset(cond, 0, sizeof cond);
+    for (int a = 0; a < c->degree; a++) ranks[a] = a;
+    if ((rc = ts_nccl_group_get(&p->nw, ranks, c->degree, &g, err))) goto cleanup;
+    ts_nccl_dit_comm(g, &comm);
+    if ((rc = ts_dit_cuda_work_init(&work, &p->dm, c->width, c->height, c->degree, grank, err)))
+        goto cleanup;
+    have_work = 1;
+    for (int b = 0; b < c->batch; b++) {
+        uint64_t s = o->seed * 1000003u + (uint64_t)b; /* as the cpu backend's cells */
+        if (ts_cuda_malloc((void **)&lat[b], sizeof(float) * (size_t)n)) {
+            rc = ts_err(err, TS_ERR_SYSTEM, "%s", ts_cuda_last_error());
+            goto cleanup;
+        }
+        ts_dit_noise_from_seed(host, n, s);
+        if ((rc = ts_dit_cuda_upload(&p->dm, lat[b], host, n, err))) goto cleanup;
+        if ((rc = ts_dit_cuda_cond_seeded(&cond[b], &p->dm, s, 3.5f, err))) goto cleanup;
+        n_cond++;
+    }
+    int total = o->warmup + o->reps;
+    for (int i = 0; i < total; i++) {
+        MPI_Barrier(mg); /* the group starts each step together, as for cpu */
+        float t_s = ts_dit_schedule_t(i % total, total), t_n = ts_dit_schedule_t(i % total + 1, total);
+        for (int b = 0; b < c->batch; b++) {
+            rc = ts_dit_cuda_step_timed(&p->dm, &work, &comm, &cond[b], t_s, t_n, lat[b],
+                                        b == 0 ? p->ev0 : NULL, b == c->batch - 1 ? p->ev1 : NULL, err);
+            if (rc) goto cleanup;
+        }
+        float ms = 0;
+        if (ts_cuda_event_elapsed_ms(p->ev0, p->ev1, &ms)) {
+            rc = ts_err(err, TS_ERR_SYSTEM, "%s", ts_cuda_last_error());
+            goto cleanup;
+        }
+        if (i >= o->warmup) t[i - o->warmup] = 1e-3 * ms;
+    }
+cleanup:
+    for (int b = 0; b < n_cond; b++) ts_dit_cuda_cond_free(&cond[b]);
+    for (int b = 0; b < TS_MAX_BATCH; b++)
+        if (lat[b]) (void)ts_cuda_free(lat[b]);
+    if (have_work) ts_dit_cuda_work_free(&work);
+    free(host);
+    return rc;
+}
+#endif
+
 /* Run one cell on a rank of its group; on the group's rank 0, res gets the
  * statistics of the per-step maxima over the group. */
-static TsStatus ts_prof_cell(const TsProfOpts *o, const TsDit *m, const TsProfCell *c, MPI_Comm g,
-                             TsProfResult *res, TsErr *err) {
+static TsStatus ts_prof_cell(const TsProfOpts *o, const TsDit *m, TsProfGpu *gpu, const TsProfCell *c,
+                             MPI_Comm g, TsProfResult *res, TsErr *err) {
     TsProfCpu p = {0};
     int grank;
     MPI_Comm_rank(g, &grank);
     double *t = ts_xcalloc((size_t)o->reps, sizeof *t);
     double *tmax = ts_xcalloc((size_t)o->reps, sizeof *tmax);
     TsStatus rc = TS_OK;
+#ifdef TS_HAVE_CUDA
+    if (o->backend == TS_PB_CUDA) {
+        if ((rc = ts_prof_gpu_cell(o, gpu, c, g, grank, t, err))) goto done;
+        goto reduce;
+    }
+#else
+    (void)gpu;
+#endif
     if (o->backend == TS_PB_CPU) {
         const TsDitConfig *cfg = &m->cfg;
         p.m = m;
@@ -510,6 +596,9 @@ static TsStatus ts_prof_cell(const TsProfOpts *o, const TsDit *m, const TsProfCe
         }
         if (i >= o->warmup) t[i - o->warmup] = MPI_Wtime() - t0;
     }
+#ifdef TS_HAVE_CUDA
+reduce:
+#endif
     MPI_Reduce(t, tmax, o->reps, MPI_DOUBLE, MPI_MAX, 0, g);
     if (grank == 0) {
         double sum = 0;
@@ -570,7 +659,34 @@ static void ts_prof_blas_version(char *buf, size_t len) {
 typedef struct TsProfMeta {
     char cpu[256], mpi[128], blas[320], date[32];
     long cores;
+    char gpu[512], cuda[256], nccl[64]; /* cuda */
 } TsProfMeta;
+
+#ifdef TS_HAVE_CUDA
+/* Collective: the GPU of every rank (the same model everywhere, or each
+ * rank's), the driver, CUDA, cuBLAS and NCCL versions. */
+static void ts_prof_gpu_meta(TsProfMeta *mt, int world) {
+    TsCudaDeviceInfo info;
+    char mine[256] = "unknown GPU", *all = ts_xcalloc((size_t)world, sizeof mine);
+    if (ts_cuda_device_info(&info) == 0)
+        snprintf(mine, sizeof mine, "%s (sm_%d%d, %d SMs, %.1f GiB)", info.name, info.sm_major,
+                 info.sm_minor, info.sms, info.total_bytes / (1024.0 * 1024.0 * 1024.0));
+    MPI_Allgather(mine, (int)sizeof mine, MPI_CHAR, all, (int)sizeof mine, MPI_CHAR, MPI_COMM_WORLD);
+    int same = 1;
+    for (int r = 1; r < world; r++) same &= !strcmp(all, all + (size_t)r * sizeof mine);
+    if (same) {
+        snprintf(mt->gpu, sizeof mt->gpu, "%s x %d", mine, world);
+    } else { /* a mixed machine: say so, rank by rank, as far as it fits */
+        size_t n = (size_t)snprintf(mt->gpu, sizeof mt->gpu, "mixed:");
+        for (int r = 0; r < world && n < sizeof mt->gpu; r++)
+            n += (size_t)snprintf(mt->gpu + n, sizeof mt->gpu - n, " rank %d %s;", r,
+                                  all + (size_t)r * sizeof mine);
+    }
+    free(all);
+    ts_cuda_versions(mt->cuda, sizeof mt->cuda);
+    ts_nccl_version(mt->nccl, sizeof mt->nccl);
+}
+#endif
 
 static TsStatus ts_prof_write(const TsProfOpts *o, const TsProfMeta *mt, const char *cmdline,
                               int world, const TsProfile *from, const TsProfCell *cells,
@@ -587,6 +703,9 @@ static TsStatus ts_prof_write(const TsProfOpts *o, const TsProfMeta *mt, const c
     if (o->backend == TS_PB_CPU) {
         fprintf(f, "# model: tetriserve-dit-%s (seeded weights)\n", o->preset);
         fprintf(f, "# gpu: cpu (%s, %d ranks on %ld cores)\n", mt->cpu, world, mt->cores);
+    } else if (o->backend == TS_PB_CUDA) {
+        fprintf(f, "# model: tetriserve-dit-%s (seeded weights, bf16 GEMMs)\n", o->preset);
+        fprintf(f, "# gpu: %s\n", mt->gpu);
     } else {
         fprintf(f, "# model: %s (emulated)\n", from->model[0] ? from->model : "?");
         fprintf(f, "# gpu: emu of %s (sleeps on %s, %d ranks on %ld cores)\n",
@@ -594,15 +713,27 @@ static TsStatus ts_prof_write(const TsProfOpts *o, const TsProfMeta *mt, const c
     }
     fprintf(f, "# gpus_per_node: %d\n", o->gpn);
     fprintf(f, "# request_overhead_ms: %g\n", o->backend == TS_PB_EMU ? from->request_overhead_ms : 0.0);
-    fprintf(f, "# source: measured with \"%s\" on %s, tetriserve %s, %s, %s, warm-up %d, reps %d\n",
-            cmdline, mt->date, ts_version_string(), mt->mpi, mt->blas, o->warmup, o->reps);
+    if (o->backend == TS_PB_CUDA)
+        fprintf(f, "# source: measured with \"%s\" on %s, tetriserve %s, %s, %s, %s, host %s, "
+                "warm-up %d, reps %d\n", cmdline, mt->date, ts_version_string(), mt->cuda, mt->nccl,
+                mt->mpi, mt->cpu, o->warmup, o->reps);
+    else
+        fprintf(f, "# source: measured with \"%s\" on %s, tetriserve %s, %s, %s, warm-up %d, reps %d\n",
+                cmdline, mt->date, ts_version_string(), mt->mpi, mt->blas, o->warmup, o->reps);
     if (o->backend == TS_PB_EMU)
         fprintf(f, "# source: emu: each step sleeps the step time of %s (request_overhead_ms "
                 "copied from it)\n", o->from_profile);
-    fprintf(f, "# timing: one sample = max over the group's ranks of MPI_Wtime from a barrier to "
-            "the end of the step (batch b: its b requests one after the other); step_ms = mean "
-            "of the samples, step_ms_p99 = their 0.99 quantile by linear interpolation (with "
-            "fewer than 100 samples: between the two largest)\n");
+    if (o->backend == TS_PB_CUDA)
+        fprintf(f, "# timing: one sample = max over the group's ranks of the GPU time between a CUDA "
+                "event before the step's first operation and one after its last, after a barrier "
+                "(batch b: its b requests one after the other); step_ms = mean of the samples, "
+                "step_ms_p99 = their 0.99 quantile by linear interpolation (with fewer than 100 "
+                "samples: between the two largest)\n");
+    else
+        fprintf(f, "# timing: one sample = max over the group's ranks of MPI_Wtime from a barrier to "
+                "the end of the step (batch b: its b requests one after the other); step_ms = mean "
+                "of the samples, step_ms_p99 = their 0.99 quantile by linear interpolation (with "
+                "fewer than 100 samples: between the two largest)\n");
     fprintf(f, "width,height,degree,batch,step_ms,step_ms_p99\n");
     for (int i = 0; i < n; i++)
         fprintf(f, "%d,%d,%d,%d,%.3f,%.3f\n", cells[i].width, cells[i].height, cells[i].degree,
@@ -640,6 +771,10 @@ static void ts_prof_print_header(const TsProfOpts *o, const TsProfMeta *mt, cons
     if (o->backend == TS_PB_CPU)
         printf("# backend: cpu  model: %s (seeded weights, seed %llu, %lld parameters)\n", o->preset,
                (unsigned long long)o->seed, (long long)m->n_params);
+    else if (o->backend == TS_PB_CUDA)
+        printf("# backend: cuda  model: %s (seeded weights, seed %llu, %lld parameters, bf16)\n"
+               "# gpu: %s; %s, %s\n", o->preset, (unsigned long long)o->seed, (long long)m->n_params,
+               mt->gpu, mt->cuda, mt->nccl);
     else
         printf("# backend: emu  from-profile: %s\n", o->from_profile);
     printf("# machine: %s, %d ranks on %ld cores; %s; %s\n", mt->cpu, world, mt->cores, mt->mpi,
@@ -651,9 +786,10 @@ static void ts_prof_print_header(const TsProfOpts *o, const TsProfMeta *mt, cons
     printf("  batch");
     for (int i = 0; i < o->n_batches; i++) printf("%s%d", i ? "," : " ", o->batches[i]);
     printf("  (%d cells)  warm-up %d  reps %d\n", n_cells, o->warmup, o->reps);
-    printf("# timing: sample = max over the group of one step (MPI_Wtime after a barrier); p99 = "
-           "linear-interpolation quantile of %d samples%s\n", o->reps,
-           o->reps < 100 ? " (between the two largest)" : "");
+    printf("# timing: sample = max over the group of one step (%s); p99 = "
+           "linear-interpolation quantile of %d samples%s\n",
+           o->backend == TS_PB_CUDA ? "CUDA events around it, after a barrier" : "MPI_Wtime after a barrier",
+           o->reps, o->reps < 100 ? " (between the two largest)" : "");
     printf("# out: %s\n", o->out);
     printf("%6s %6s %6s %5s %10s %10s %10s %10s %8s", "width", "height", "degree", "batch",
            "step_ms", "p99_ms", "min_ms", "max_ms", "speedup");
@@ -693,9 +829,21 @@ static int ts_prof_main(int argc, char **argv, int rank, int world) {
     TsDit m = {0};
     int have_m = 0, failed = 0;
     MPI_Comm *groups = NULL;
+    TsProfGpu *gpu = NULL;
     TsErr err;
 
     status = ts_prof_parse(argc, argv, &o, rank, msg, sizeof msg);
+    if (status < 0 && o.backend == TS_PB_CUDA) {
+        /* before any work, on every rank: a GPU each (mpi_nccl.h); the
+         * same line everywhere, printed once */
+        int device = -1;
+        TsStatus g = ts_nccl_backend_check(MPI_COMM_WORLD, 1, &err);
+        if (!g) g = ts_nccl_device_select(MPI_COMM_WORLD, 1, &device, &err);
+        if (g) {
+            snprintf(msg, sizeof msg, "%s", err.msg);
+            status = 1;
+        }
+    }
     if (status < 0 && rank == 0)
         status = ts_prof_plan(&o, world, &cells, &n_cells, &from, &have_from, msg, sizeof msg);
     if (status >= 0 && msg[0] && rank == 0) fprintf(stderr, "tetriserve profile: %s\n", msg);
@@ -714,11 +862,12 @@ static int ts_prof_main(int argc, char **argv, int rank, int world) {
     MPI_Bcast(cells, (int)((size_t)n_cells * sizeof *cells), MPI_BYTE, 0, MPI_COMM_WORLD);
     res = ts_xcalloc((size_t)n_cells, sizeof *res);
 
-    if (o.backend == TS_PB_CPU) {
+    if (o.backend != TS_PB_EMU) {
         TsDitConfig cfg;
         failed = ts_dit_config_preset(o.preset, &cfg, &err) || ts_dit_init(&m, &cfg, &err);
         have_m = !failed;
-        if (!failed) failed = ts_dit_weights_from_seed(&m, o.seed, &err) != TS_OK;
+        /* cuda: the table only, the weights are generated on the device */
+        if (!failed && o.backend == TS_PB_CPU) failed = ts_dit_weights_from_seed(&m, o.seed, &err) != TS_OK;
         if (failed) goto done;
     }
     TsProfMeta mt = {0};
@@ -726,6 +875,13 @@ static int ts_prof_main(int argc, char **argv, int rank, int world) {
     ts_prof_mpi_version(mt.mpi, sizeof mt.mpi);
     ts_prof_blas_version(mt.blas, sizeof mt.blas);
     mt.cores = sysconf(_SC_NPROCESSORS_ONLN);
+#ifdef TS_HAVE_CUDA
+    if (o.backend == TS_PB_CUDA) {
+        gpu = ts_xcalloc(1, sizeof *gpu);
+        if ((failed = ts_prof_gpu_init(gpu, &m, o.seed, &err) != TS_OK)) goto done;
+        ts_prof_gpu_meta(&mt, world);
+    }
+#endif
     if (rank == 0) ts_prof_print_header(&o, &mt, &m, world, n_cells);
 
     /* One communicator per degree: ranks 0..d-1. */
@@ -737,7 +893,7 @@ static int ts_prof_main(int argc, char **argv, int rank, int world) {
         int di = 0;
         while (o.degrees[di] != cells[i].degree) di++;
         if (groups[di] != MPI_COMM_NULL) {
-            if (ts_prof_cell(&o, &m, &cells[i], groups[di], &res[i], &err)) {
+            if (ts_prof_cell(&o, &m, gpu, &cells[i], groups[di], &res[i], &err)) {
                 failed = 1;
                 goto done;
             }
@@ -781,6 +937,10 @@ done:
         for (int i = 0; i < o.n_degrees; i++)
             if (groups[i] != MPI_COMM_NULL) MPI_Comm_free(&groups[i]);
     free(groups);
+#ifdef TS_HAVE_CUDA
+    if (gpu) ts_prof_gpu_free(gpu);
+#endif
+    free(gpu);
     if (have_m) ts_dit_free(&m);
     if (have_from) ts_profile_free(&from);
     free(cells);

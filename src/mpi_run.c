@@ -29,11 +29,17 @@
  * (MPI_Ibcast). Every wait (latents, broadcasts, sleeps) keeps serving MOVE
  * messages, so two groups swapping requests cannot deadlock. The new leader
  * reports the wait (from receiving the LAUNCH to holding the latent) with
- * the completion; rank 0 prints count, bytes, mean and max.
+ * the completion; rank 0 prints count, bytes, mean and max. The cuda
+ * backend keeps latents on the GPUs and hands them off with NCCL instead
+ * (ncclSend/ncclRecv on the world communicator, then ncclBroadcast in the
+ * group); its ordering argument is at the cuda backend below. For it, the
+ * messages of one launch (its MOVEs, then its LAUNCHes) are always sent as
+ * one block by ts_master_apply: keep it so.
  *
  * Group communicators: created at start-up for every aligned block of k
  * GPUs for each profile degree k > 1 (MPI_Comm_create_group: only members
- * take part), and lazily, cached by GPU set, for any other set.
+ * take part), and lazily, cached by GPU set, for any other set (cuda: NCCL
+ * communicators, see mpi_nccl.h).
  *
  * Event batches: a decision waits (at most TS_FAST_WINDOW_S of wall time)
  * for launches whose planned end has passed but which have not reported
@@ -49,7 +55,11 @@
  * sleeping process delays the report, not the recorded end). At --speedup
  * 1 both are the plain measurement; cpu runs ts_dit_step over the group's MPI
  * communicator (mpi_dit.c), the requests of a batched launch one after the
- * other; cuda is not built into this executor yet and fails at once.
+ * other; cuda runs ts_dit_cuda_step over the group's NCCL communicator, one
+ * GPU per worker (rank 0 needs none). Before anything else, with cuda,
+ * every rank passes two collective gates (a GPU on every worker, one device
+ * each: mpi_nccl.h), so that a job without GPUs fails within seconds with
+ * one line and no results file.
  *
  * Segments of launches that never reported keep their planned end.
  *
@@ -82,6 +92,7 @@
 #endif
 
 #include "mpi_dit.h"
+#include "mpi_nccl.h"
 #include "ts_cmd.h"
 #include "ts_dit.h"
 #include "ts_engine.h"
@@ -89,6 +100,9 @@
 #include "ts_results.h"
 #include "ts_run.h"
 #include "ts_scenario.h"
+#ifdef TS_HAVE_CUDA
+#include "ts_kernels_cuda.h"
+#endif
 
 enum { TAG_CTRL = 1, TAG_DONE = 2, TAG_SYNC = 3, TAG_STATS = 4, TAG_LATENT = 1000 };
 #define TS_LATENT_TAG(index) (TAG_LATENT + (int)((index) % 30000))
@@ -144,15 +158,31 @@ typedef struct TsSend {
 
 typedef struct TsWorker TsWorker;
 
-/* One entry per backend: the table's first entry is the safe one. */
+/* One entry per backend: the table's first entry is the safe one. The
+ * optional hooks replace the MPI latent handling of emu and cpu (cuda). */
 typedef struct TsBackend {
     const char *name;
-    /* NULL: not available in this build (the reason is `missing`). */
+    /* NULL: not available in this build. */
     TsStatus (*init)(TsWorker *w, TsErr *err);
     /* Run the steps of launch m (after the latents are in place). */
     TsStatus (*steps)(TsWorker *w, const TsRunMsg *m, MPI_Comm comm, int grank, TsErr *err);
-    const char *missing;
+    /* Optional: the whole launch (latents in, steps, latents out, report). */
+    TsStatus (*launch)(TsWorker *w, const TsRunMsg *m, TsErr *err);
+    /* Optional: serve a MOVE (default: MPI_Isend of the host latent). */
+    TsStatus (*serve_move)(TsWorker *w, const TsRunMsg *m, TsErr *err);
+    /* Optional: a LAUNCH has just arrived (before it is queued). */
+    TsStatus (*arrive)(TsWorker *w, const TsRunMsg *m, TsErr *err);
+    /* Optional: every poll (default: test the MPI latent sends). */
+    TsStatus (*poll)(TsWorker *w, TsErr *err);
+    /* Optional: after STOP, before the worker exits (default: wait for the
+     * MPI latent sends). */
+    TsStatus (*drain)(TsWorker *w, TsErr *err);
+    void (*release)(TsWorker *w);
 } TsBackend;
+
+#ifdef TS_HAVE_CUDA
+typedef struct TsCudaWorker TsCudaWorker;
+#endif
 
 struct TsWorker {
     int rank, size;
@@ -179,11 +209,15 @@ struct TsWorker {
     double idle_since;
     double emu_end; /* emu leader: the emulated end of the current launch's steps */
     double emu_start; /* emu: the emulated start of the current launch's steps */
+    MPI_Comm workers; /* cuda: MPI_COMM_WORLD without rank 0 (the NCCL world) */
+#ifdef TS_HAVE_CUDA
+    TsCudaWorker *cu;
+#endif
 };
 
 static void ts_worker_fault(TsWorker *w) {
     const TsRunFault *f = &w->o->fault;
-    if (f->rank != w->rank || ts_wall_s() - w->t_start < f->after_s) return;
+    if (f->rank != w->rank || w->t_start <= 0 || ts_wall_s() - w->t_start < f->after_s) return;
     if (f->exit) _exit(3); /* a crash: no MPI_Finalize */
     for (;;) pause();      /* a hang: until the job is killed */
 }
@@ -225,6 +259,10 @@ static void ts_latent_free(float *p) {
 /* Take what rank 0 sent: MOVEs are served at once, LAUNCH/STOP queued. */
 static TsStatus ts_worker_poll(TsWorker *w, TsErr *err) {
     ts_worker_fault(w);
+    if (w->be->poll) {
+        TsStatus rc = w->be->poll(w, err);
+        if (rc) return rc;
+    }
     for (int64_t i = 0; i < w->n_sends;) {
         int done = 0;
         MPI_Test(&w->sends[i].req, &done, MPI_STATUS_IGNORE);
@@ -247,8 +285,11 @@ static TsStatus ts_worker_poll(TsWorker *w, TsErr *err) {
         TsStatus rc = ts_run_msg_decode(w->ctrl, n, &m, err);
         if (rc) return rc;
         if (m.kind == TS_RUN_MSG_MOVE) {
-            if ((rc = ts_worker_serve_move(w, &m, err))) return rc;
+            rc = w->be->serve_move ? w->be->serve_move(w, &m, err) : ts_worker_serve_move(w, &m, err);
+            if (rc) return rc;
         } else {
+            if (m.kind == TS_RUN_MSG_LAUNCH && w->be->arrive && (rc = w->be->arrive(w, &m, err)))
+                return rc;
             if (w->q_n == w->q_cap) { /* ring buffer: grow and unwrap */
                 int64_t cap = w->q_cap ? 2 * w->q_cap : 4;
                 TsRunMsg *q = ts_xmalloc((size_t)cap * sizeof *q);
@@ -345,7 +386,16 @@ static void ts_groups_precreate(TsWorker *w, const int32_t *degrees, int n_deg, 
     }
 }
 
+/* The leader's completion report (times on this rank's clock). */
+static void ts_worker_report(TsWorker *w, const TsRunMsg *m, double start, double end, double move_s,
+                             double move_bytes) {
+    double d[TS_RUN_DONE_WORDS] = {(double)m->seq, (double)m->slot, start + w->offset,
+                                   end + w->offset, move_s, move_bytes, w->checksum};
+    MPI_Send(d, TS_RUN_DONE_WORDS, MPI_DOUBLE, 0, TAG_DONE, MPI_COMM_WORLD);
+}
+
 static TsStatus ts_worker_launch(TsWorker *w, const TsRunMsg *m, TsErr *err) {
+    if (w->be->launch) return w->be->launch(w, m, err);
     double t_recv = ts_wall_s();
     int grank = -1;
     for (int32_t a = 0; a < m->degree; a++)
@@ -427,12 +477,7 @@ static TsStatus ts_worker_launch(TsWorker *w, const TsRunMsg *m, TsErr *err) {
             *lat = NULL;
         }
     }
-    if (leader) {
-        double d[TS_RUN_DONE_WORDS] = {(double)m->seq, (double)m->slot, w->emu_start + w->offset,
-                                       t_end + w->offset, moved ? t_start - t_recv : 0.0,
-                                       move_bytes, w->checksum};
-        MPI_Send(d, TS_RUN_DONE_WORDS, MPI_DOUBLE, 0, TAG_DONE, MPI_COMM_WORLD);
-    }
+    if (leader) ts_worker_report(w, m, w->emu_start, t_end, moved ? t_start - t_recv : 0.0, move_bytes);
     return TS_OK;
 }
 
@@ -503,10 +548,422 @@ static TsStatus ts_cpu_steps(TsWorker *w, const TsRunMsg *m, MPI_Comm comm, int 
     return rc;
 }
 
+/* ---- cuda ----
+ *
+ * Device choice, the NCCL world and its groups: mpi_nccl.h. Weights are
+ * generated on the device from the seed (ts_dit_cuda_init_seeded: the same
+ * values as the cpu backend's, in bf16), conditioning likewise per request
+ * id, the starting noise on the host (ts_dit_noise_from_seed, as cpu) and
+ * uploaded once.
+ *
+ * Latents live on the device. Between launches only the leader of a
+ * request's last launch holds its latent (cu->dlat); a launch of degree k
+ * > 1 broadcasts it from the leader to the members (ncclBroadcast over the
+ * group, on the model's stream), who drop their copies when the launch
+ * ends: a 1024 px latent is 1 MB, tens of microseconds over NVLink, and no
+ * stale copy is ever left on a GPU that will not see the request again.
+ *
+ * A MOVE (the request runs next on another GPU set, whose leader is
+ * `dest`) is served at once, even in the middle of this rank's own launch:
+ * ncclSend of the latent to dest on the world communicator and stream, an
+ * event after it, and the buffer kept until the poll loop sees the event
+ * complete (like MPI_Test), then freed (stream-ordered). The new leader
+ * posts the matching ncclRecv as soon as the LAUNCH arrives (in the poll
+ * loop too, not when it gets to the launch), into a fresh buffer; when it
+ * processes the launch it waits for that receive (serving the control
+ * plane meanwhile), then broadcasts to its group.
+ *
+ * Why two groups swapping requests cannot deadlock. NCCL executes the
+ * operations of one communicator on a rank in the order they were
+ * enqueued, whatever the peer (a send blocks the rank's later operations on
+ * the world communicator until its peer receives), so the hand-offs of all
+ * ranks must be enqueued in one global order. They are: (1) rank 0 sends,
+ * for each launch in turn, the MOVEs of its moved requests (in request
+ * order) and then its LAUNCH messages, so the messages of two launches
+ * never interleave; (2) messages from rank 0 to one worker arrive in the
+ * order sent (MPI non-overtaking), and a worker enqueues the send of a MOVE
+ * and the receives of a LAUNCH when the message arrives, in arrival order.
+ * Number every hand-off by its launch's position in rank 0's sequence (and
+ * its request's position in the launch). Take the unfinished hand-off m
+ * with the smallest number. At its receiver, every world operation
+ * enqueued before m's receive was triggered by an earlier message: a
+ * receive of an earlier launch (finished, m is the smallest), or a send
+ * whose MOVE came before m's LAUNCH, i.e. a move of an earlier launch (the
+ * blocks do not interleave; a move of m's own launch cannot leave the new
+ * leader, rank 0 sends no MOVE to it) - finished too. At its sender,
+ * everything before m's send came from messages sent before m's MOVE:
+ * hand-offs of earlier launches, or of the same launch and earlier
+ * requests - finished. So m's send and receive are both first in line and
+ * m completes; by induction every hand-off does. A worker's host never
+ * stops enqueueing (every wait serves the control plane through the NCCL
+ * world's progress hook), and the steps and broadcasts of a group, on the
+ * model's stream, never wait for a hand-off (the leader's host waits for
+ * its receive before it enqueues the broadcast). What the argument assumes
+ * of the device: kernels of different communicators on different streams
+ * progress concurrently (NCCL's kernels take a few SMs; nothing in the
+ * loop synchronises the device: stream-ordered allocations, no default
+ * stream, no cudaMemcpy/cudaFree). NCCL_LAUNCH_ORDER_IMPLICIT=1, which
+ * orders kernels of different communicators by host order, would break
+ * it: the README says so. */
+#ifdef TS_HAVE_CUDA
+
+#define TS_CU_CONDS (2 * TS_MAX_BATCH) /* conditioning kept on the device, LRU evicted */
+
+typedef struct TsCuXfer {
+    TsNcclOp op;
+    float *buf;
+    int64_t index;
+} TsCuXfer;
+
+typedef struct TsCuCond {
+    int64_t id;
+    uint64_t used; /* 0: empty */
+    TsDitCudaCond c;
+} TsCuCond;
+
+struct TsCudaWorker {
+    TsNcclWorld nw;
+    int have_nw;
+    TsDitCuda dm;
+    int have_dm;
+    TsDitCudaWorkCache cache;
+    float **dlat;        /* [n_req] device latents held here */
+    int64_t *dlat_n;     /* [n_req] their floats */
+    TsCuXfer *sends, *recvs;
+    int64_t n_sends, cap_sends, n_recvs, cap_recvs;
+    TsCuCond conds[TS_CU_CONDS];
+    uint64_t tick;
+};
+
+static TsStatus ts_cuda_progress(void *ctx, TsErr *err) { return ts_worker_poll(ctx, err); }
+
+static TsStatus ts_cuda_cond(TsCudaWorker *cu, int64_t id, const TsDitCudaCond **c, TsErr *err);
+
+static TsStatus ts_cuda_init_model(TsWorker *w, TsErr *err) {
+    TsCudaWorker *cu = ts_xcalloc(1, sizeof *cu);
+    w->cu = cu;
+    cu->dlat = ts_xcalloc((size_t)(w->n_req ? w->n_req : 1), sizeof *cu->dlat);
+    cu->dlat_n = ts_xcalloc((size_t)(w->n_req ? w->n_req : 1), sizeof *cu->dlat_n);
+    ts_dit_cuda_cache_init(&cu->cache, TS_DIT_CUDA_CACHE_MAX);
+    /* collective over the workers: every worker gets here (rank 0 waits in
+     * the MPI_Allreduce of ts_cmd_run) */
+    TsStatus rc = ts_nccl_world_init(&cu->nw, w->workers, TS_CUDA_TIMEOUT_S, err);
+    if (rc) return rc;
+    cu->have_nw = 1;
+    if ((rc = ts_dit_init(&w->dit, &w->cfg, err))) return rc; /* the table only: no host weights */
+    w->have_dit = 1;
+    if ((rc = ts_dit_cuda_init_seeded(&cu->dm, &w->dit, 1, err))) return rc; /* cpu's seed */
+    cu->have_dm = 1;
+    TsCudaDeviceInfo info;
+    if (ts_cuda_device_info(&info) != 0)
+        return ts_err(err, TS_ERR_SYSTEM, "%s", ts_cuda_last_error());
+    /* workspaces may take half of what the weights left: the rest is for
+     * latents, conditioning, NCCL's buffers and cuBLAS */
+    ts_dit_cuda_cache_set_budget(&cu->cache, (size_t)(0.5 * info.free_bytes));
+    /* one step at 256 px (the smallest size if the model cannot take it):
+     * CUDA loads kernels and cuBLAS picks algorithms on first use; that
+     * belongs here, not in the first launch */
+    int px = ts_dit_check_size(&w->cfg, 256, 256, NULL) == TS_OK ? 256 : w->cfg.vae_factor * w->cfg.patch;
+    const TsDitCudaCond *cond = NULL;
+    TsDitCudaWork *work = NULL;
+    TsNcclGroup *solo = NULL;
+    TsDitCudaComm comm;
+    float *lat = NULL;
+    int me = w->rank - 1;
+    int64_t n = ts_latent_floats(w, px, px);
+    if ((rc = ts_nccl_group_get(&cu->nw, &me, 1, &solo, err))) return rc;
+    ts_nccl_dit_comm(solo, &comm);
+    if (ts_cuda_malloc_async((void **)&lat, sizeof(float) * (size_t)n, cu->dm.stream) ||
+        ts_cuda_memset(lat, 0, sizeof(float) * (size_t)n, cu->dm.stream))
+        return ts_err(err, TS_ERR_SYSTEM, "warm-up: %s", ts_cuda_last_error());
+    if (!(rc = ts_cuda_cond(cu, -1, &cond, err)) &&
+        !(rc = ts_dit_cuda_cache_get(&cu->cache, &cu->dm, px, px, 1, 0, &work, err)))
+        rc = ts_dit_cuda_step(&cu->dm, work, &comm, cond, 1.0f, 0.5f, lat, err);
+    (void)ts_cuda_free_async(lat, cu->dm.stream);
+    if (rc) ts_err_prefix(err, "warm-up step (%dx%d px)", px, px);
+    return rc;
+}
+
+static TsStatus ts_cuda_init(TsWorker *w, TsErr *err) {
+    TsStatus rc = ts_cuda_init_model(w, err);
+    if (rc || !w->cu->have_nw) return rc;
+    /* from now on every NCCL wait serves the control plane (not during
+     * set-up: nothing is posted yet, and rank 0 waits for all of us) */
+    ts_nccl_set_progress(&w->cu->nw, ts_cuda_progress, w);
+    w->n_pre = 0;
+    for (int64_t i = 0; i < w->cu->nw.n_groups; i++) w->n_pre += w->cu->nw.groups[i]->aligned;
+    return TS_OK;
+}
+
+/* MOVE: hand the latent to the new leader without waiting. */
+static TsStatus ts_cuda_serve_move(TsWorker *w, const TsRunMsg *m, TsErr *err) {
+    TsCudaWorker *cu = w->cu;
+    if (m->index < 0 || m->index >= w->n_req || !cu->dlat[m->index])
+        return ts_err(err, TS_ERR_INTERNAL, "MOVE of request index %lld: this rank does not hold it",
+                      (long long)m->index);
+    if (m->dest < 1 || m->dest >= w->size || m->dest == w->rank)
+        return ts_err(err, TS_ERR_INTERNAL, "MOVE of request index %lld to rank %d", (long long)m->index,
+                      m->dest);
+    TsCuXfer x = {.buf = cu->dlat[m->index], .index = m->index};
+    /* the latent is final: its last launch here ended with a bounded wait
+     * on the model's stream before the completion report */
+    TsStatus rc = ts_nccl_send_start(&cu->nw, x.buf, sizeof(float) * (size_t)cu->dlat_n[m->index],
+                                     m->dest - 1, &x.op, err);
+    if (rc) return rc;
+    cu->dlat[m->index] = NULL;
+    TS_GROW(cu->sends, cu->cap_sends, cu->n_sends + 1);
+    cu->sends[cu->n_sends++] = x;
+    return TS_OK;
+}
+
+/* LAUNCH arrived: the new leader posts the receives of its moved latents now. */
+static TsStatus ts_cuda_arrive(TsWorker *w, const TsRunMsg *m, TsErr *err) {
+    TsCudaWorker *cu = w->cu;
+    if (m->degree < 1 || m->ranks[0] != w->rank) return TS_OK;
+    int64_t floats = ts_latent_floats(w, m->width, m->height);
+    for (int32_t j = 0; j < m->n_req; j++) {
+        const TsRunReq *r = &m->req[j];
+        if (r->src < 1 || r->src == w->rank) continue;
+        if (r->index < 0 || r->index >= w->n_req)
+            return ts_err(err, TS_ERR_INTERNAL, "LAUNCH %lld: request index %lld out of range",
+                          (long long)m->seq, (long long)r->index);
+        for (int64_t i = 0; i < cu->n_recvs; i++)
+            if (cu->recvs[i].index == r->index)
+                return ts_err(err, TS_ERR_INTERNAL, "LAUNCH %lld: request %lld already on its way here",
+                              (long long)m->seq, (long long)r->id);
+        TsCuXfer x = {.index = r->index};
+        if (ts_cuda_malloc_async((void **)&x.buf, sizeof(float) * (size_t)floats, cu->nw.stream))
+            return ts_err(err, TS_ERR_SYSTEM, "latent of request %lld: %s", (long long)r->id,
+                          ts_cuda_last_error());
+        TsStatus rc = ts_nccl_recv_start(&cu->nw, x.buf, sizeof(float) * (size_t)floats, r->src - 1,
+                                         &x.op, err);
+        if (rc) {
+            (void)ts_cuda_free_async(x.buf, cu->nw.stream);
+            return rc;
+        }
+        TS_GROW(cu->recvs, cu->cap_recvs, cu->n_recvs + 1);
+        cu->recvs[cu->n_recvs++] = x;
+    }
+    return TS_OK;
+}
+
+/* Every poll: free what finished sending. */
+static TsStatus ts_cuda_poll(TsWorker *w, TsErr *err) {
+    TsCudaWorker *cu = w->cu;
+    if (!cu) return TS_OK;
+    for (int64_t i = 0; i < cu->n_sends;) {
+        int done = 0;
+        TsStatus rc = ts_nccl_op_test(&cu->nw, &cu->sends[i].op, &done, err);
+        if (rc) return rc;
+        if (!done) {
+            i++;
+            continue;
+        }
+        (void)ts_cuda_free_async(cu->sends[i].buf, cu->nw.stream);
+        ts_nccl_op_free(&cu->sends[i].op);
+        cu->sends[i] = cu->sends[--cu->n_sends];
+    }
+    return TS_OK;
+}
+
+static TsStatus ts_cuda_drain(TsWorker *w, TsErr *err) {
+    TsCudaWorker *cu = w->cu;
+    while (cu->n_sends) {
+        TsCuXfer x = cu->sends[--cu->n_sends];
+        TsStatus rc = ts_nccl_op_wait(&cu->nw, &x.op, err);
+        ts_nccl_op_free(&x.op);
+        if (rc) return rc;
+        (void)ts_cuda_free_async(x.buf, cu->nw.stream);
+    }
+    return TS_OK;
+}
+
+/* The conditioning of request `id` on the device (seeded like cpu's). */
+static TsStatus ts_cuda_cond(TsCudaWorker *cu, int64_t id, const TsDitCudaCond **c, TsErr *err) {
+    int v = 0;
+    cu->tick++;
+    for (int i = 0; i < TS_CU_CONDS; i++) {
+        if (cu->conds[i].used && cu->conds[i].id == id) {
+            cu->conds[i].used = cu->tick;
+            *c = &cu->conds[i].c;
+            return TS_OK;
+        }
+        if (cu->conds[i].used < cu->conds[v].used) v = i;
+    }
+    if (cu->conds[v].used) ts_dit_cuda_cond_free(&cu->conds[v].c);
+    cu->conds[v].used = 0;
+    TsStatus rc = ts_dit_cuda_cond_seeded(&cu->conds[v].c, &cu->dm, (uint64_t)id, 3.5f, err);
+    if (rc) return rc;
+    cu->conds[v].id = id;
+    cu->conds[v].used = cu->tick;
+    *c = &cu->conds[v].c;
+    return TS_OK;
+}
+
+static TsStatus ts_cuda_launch(TsWorker *w, const TsRunMsg *m, TsErr *err) {
+    TsCudaWorker *cu = w->cu;
+    double t_recv = ts_wall_s(), move_bytes = 0;
+    int grank = -1, moved = 0, nranks[TS_RUN_MAX_DEGREE];
+    float *lat[TS_MAX_BATCH] = {NULL}, *temp[TS_MAX_BATCH] = {NULL};
+    float *host = NULL;
+    TsStatus rc = TS_OK;
+    for (int32_t a = 0; a < m->degree; a++) {
+        if (m->ranks[a] == w->rank) grank = a;
+        nranks[a] = m->ranks[a] - 1; /* NCCL rank = world rank - 1 */
+    }
+    if (grank < 0 || m->n_req < 1 || m->n_req > TS_MAX_BATCH) {
+        rc = ts_err(err, TS_ERR_INTERNAL, "LAUNCH %lld: rank not in it, or %d requests", (long long)m->seq,
+                    m->n_req);
+        goto cleanup;
+    }
+    int leader = grank == 0;
+    void *stream = cu->dm.stream;
+    int64_t floats = ts_latent_floats(w, m->width, m->height);
+    size_t bytes = sizeof(float) * (size_t)floats;
+    TsNcclGroup *g = NULL;
+    if ((rc = ts_nccl_group_get(&cu->nw, nranks, m->degree, &g, err))) goto cleanup;
+    TsDitCudaComm comm;
+    ts_nccl_dit_comm(g, &comm);
+    /* latents in: the leader's (fresh, held or received), then the group's copies */
+    for (int32_t j = 0; j < m->n_req; j++) {
+        const TsRunReq *r = &m->req[j];
+        if (r->index < 0 || r->index >= w->n_req) {
+            rc = ts_err(err, TS_ERR_INTERNAL, "LAUNCH %lld: request index %lld out of range",
+                        (long long)m->seq, (long long)r->index);
+            goto cleanup;
+        }
+        moved |= r->src >= 1;
+        float **held = &cu->dlat[r->index];
+        if (leader && r->src == TS_RUN_SRC_FRESH) {
+            if (*held) (void)ts_cuda_free_async(*held, stream);
+            *held = NULL;
+            if (ts_cuda_malloc_async((void **)held, bytes, stream)) {
+                rc = ts_err(err, TS_ERR_SYSTEM, "latent of request %lld: %s", (long long)r->id,
+                            ts_cuda_last_error());
+                goto cleanup;
+            }
+            cu->dlat_n[r->index] = floats;
+            host = ts_xmalloc(bytes);
+            ts_dit_noise_from_seed(host, floats, (uint64_t)r->id); /* as the cpu backend */
+            if ((rc = ts_dit_cuda_upload(&cu->dm, *held, host, floats, err))) goto cleanup;
+            free(host);
+            host = NULL;
+        } else if (leader && r->src >= 1 && r->src != w->rank) {
+            int64_t k = 0;
+            while (k < cu->n_recvs && cu->recvs[k].index != r->index) k++;
+            if (k == cu->n_recvs) {
+                rc = ts_err(err, TS_ERR_INTERNAL, "LAUNCH %lld: no receive posted for request %lld",
+                            (long long)m->seq, (long long)r->id);
+                goto cleanup;
+            }
+            /* out of the array first: the waits below poll, which may grow it */
+            TsCuXfer x = cu->recvs[k];
+            cu->recvs[k] = cu->recvs[--cu->n_recvs];
+            if (*held) (void)ts_cuda_free_async(*held, stream);
+            *held = x.buf;
+            cu->dlat_n[r->index] = floats;
+            rc = ts_nccl_op_wait(&cu->nw, &x.op, err);
+            ts_nccl_op_free(&x.op);
+            if (rc) goto cleanup;
+            move_bytes += (double)bytes;
+        } else if (leader && (!*held || cu->dlat_n[r->index] != floats)) {
+            rc = ts_err(err, TS_ERR_INTERNAL, "LAUNCH %lld: request %lld should be held here",
+                        (long long)m->seq, (long long)r->id);
+            goto cleanup;
+        }
+        if (leader) {
+            lat[j] = *held;
+        } else {
+            if (ts_cuda_malloc_async((void **)&temp[j], bytes, stream)) {
+                rc = ts_err(err, TS_ERR_SYSTEM, "latent copy of request %lld: %s", (long long)r->id,
+                            ts_cuda_last_error());
+                goto cleanup;
+            }
+            lat[j] = temp[j];
+        }
+        if (m->degree > 1 && (rc = ts_nccl_bcast(g, lat[j], bytes, 0, stream, err))) goto cleanup;
+    }
+    double t_start = ts_wall_s();
+    w->checksum = 0;
+    for (int32_t s = 0; s < m->n_steps && !rc; s++) {
+        for (int32_t j = 0; j < m->n_req && !rc; j++) { /* a batch: one after the other, as cpu */
+            const TsRunReq *r = &m->req[j];
+            const TsDitCudaCond *cond = NULL;
+            TsDitCudaWork *work = NULL;
+            int i = r->step_begin + s;
+            if (!(rc = ts_cuda_cond(cu, r->id, &cond, err)) &&
+                !(rc = ts_dit_cuda_cache_get(&cu->cache, &cu->dm, m->width, m->height, m->degree, grank,
+                                             &work, err)))
+                rc = ts_dit_cuda_step(&cu->dm, work, &comm, cond, ts_dit_schedule_t(i, r->steps),
+                                      ts_dit_schedule_t(i + 1, r->steps), lat[j], err);
+        }
+        if (!rc) rc = ts_worker_poll(w, err); /* serve MOVEs between steps */
+    }
+    if (rc) goto cleanup;
+    double t_end = ts_wall_s();
+    if (leader && m->overhead_s > 0) { /* e.g. the VAE decode, as cpu: slept */
+        t_end += m->overhead_s / w->o->speedup;
+        if ((rc = ts_worker_sleep_until(w, t_end, err))) goto cleanup;
+    }
+    /* finished requests: nothing will need their latents */
+    for (int32_t j = 0; j < m->n_req; j++) {
+        const TsRunReq *r = &m->req[j];
+        if (!leader || r->step_begin + m->n_steps != r->steps) continue;
+        host = ts_xmalloc(bytes);
+        if ((rc = ts_dit_cuda_download(&cu->dm, host, lat[j], floats, err))) goto cleanup;
+        for (int64_t e = 0; e < floats; e++) w->checksum += host[e];
+        free(host);
+        host = NULL;
+        (void)ts_cuda_free_async(cu->dlat[r->index], stream);
+        cu->dlat[r->index] = NULL;
+    }
+    if (leader) ts_worker_report(w, m, t_start, t_end, moved ? t_start - t_recv : 0.0, move_bytes);
+cleanup:
+    free(host);
+    for (int32_t j = 0; j < TS_MAX_BATCH; j++)
+        if (temp[j]) (void)ts_cuda_free_async(temp[j], cu->dm.stream); /* after the steps, in stream order */
+    if (rc) ts_err_prefix(err, "launch %lld (%dx%d px, degree %d)", (long long)m->seq, m->width,
+                          m->height, m->degree);
+    return rc;
+}
+
+static void ts_cuda_release(TsWorker *w) {
+    TsCudaWorker *cu = w->cu;
+    if (!cu) return;
+    for (int64_t i = 0; i < w->n_req; i++)
+        if (cu->dlat[i]) (void)ts_cuda_free_async(cu->dlat[i], cu->dm.stream);
+    for (int64_t i = 0; i < cu->n_recvs; i++) {
+        ts_nccl_op_free(&cu->recvs[i].op);
+        (void)ts_cuda_free_async(cu->recvs[i].buf, cu->nw.stream);
+    }
+    for (int64_t i = 0; i < cu->n_sends; i++) {
+        ts_nccl_op_free(&cu->sends[i].op);
+        (void)ts_cuda_free_async(cu->sends[i].buf, cu->nw.stream);
+    }
+    for (int i = 0; i < TS_CU_CONDS; i++)
+        if (cu->conds[i].used) ts_dit_cuda_cond_free(&cu->conds[i].c);
+    ts_dit_cuda_cache_free(&cu->cache);
+    if (cu->have_dm) ts_dit_cuda_free(&cu->dm);
+    if (cu->have_nw) ts_nccl_world_free(&cu->nw);
+    free(cu->dlat);
+    free(cu->dlat_n);
+    free(cu->sends);
+    free(cu->recvs);
+    free(cu);
+    w->cu = NULL;
+}
+
+#endif /* TS_HAVE_CUDA */
+
 static const TsBackend ts_backends[] = {
-    {"emu", ts_emu_init, ts_emu_steps, NULL},
-    {"cpu", ts_cpu_init, ts_cpu_steps, NULL},
-    {"cuda", NULL, NULL, "cuda backend: not built / no CUDA device"},
+    {"emu", ts_emu_init, ts_emu_steps, NULL, NULL, NULL, NULL, NULL, NULL},
+    {"cpu", ts_cpu_init, ts_cpu_steps, NULL, NULL, NULL, NULL, NULL, NULL},
+#ifdef TS_HAVE_CUDA
+    {"cuda", ts_cuda_init, NULL, ts_cuda_launch, ts_cuda_serve_move, ts_cuda_arrive, ts_cuda_poll,
+     ts_cuda_drain, ts_cuda_release},
+#else
+    {"cuda", NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL}, /* the gate says "not built" */
+#endif
 };
 
 static TsStatus ts_worker_loop(TsWorker *w, TsErr *err) {
@@ -538,10 +995,11 @@ static TsStatus ts_worker_loop(TsWorker *w, TsErr *err) {
         ts_latent_free(w->sends[i].buf);
     }
     w->n_sends = 0;
-    return TS_OK;
+    return w->be->drain ? w->be->drain(w, err) : TS_OK;
 }
 
 static void ts_worker_free(TsWorker *w) {
+    if (w->be && w->be->release) w->be->release(w);
     for (int64_t i = 0; i < w->n_req; i++) ts_latent_free(w->lat[i]);
     free(w->lat);
     for (int64_t i = 0; i < w->n_groups; i++) {
@@ -614,6 +1072,13 @@ typedef struct TsMaster {
     char partial[1100]; /* the file ts_results writes; copied to --out */
     double checksum_sum; /* cpu: sum over finished requests of their final latent's elements */
 } TsMaster;
+
+/* Beyond twice its planned length, how long a launch may take before rank
+ * 0 calls its leader lost. cuda: a first launch on a GPU set may create and
+ * connect an NCCL communicator (hundreds of ms on a node, seconds across
+ * nodes) and allocate its workspace; every NCCL wait of the workers is
+ * bounded by TS_CUDA_TIMEOUT_S anyway. */
+static double ts_launch_slack_s(const TsRunOpts *o) { return o->backend == TS_BE_CUDA ? 10.0 : 2.0; }
 
 static double ts_master_now(const TsMaster *m) { return (ts_wall_s() - m->t0) * m->o->speedup; }
 
@@ -755,7 +1220,7 @@ static TsStatus ts_master_apply(TsMaster *m, double decide_us, TsErr *err) {
         s->start_trace = st->now_s;
         s->planned_s = end_s - st->now_s;
         s->end_wall = m->t0 + end_s / m->o->speedup;
-        s->timeout_wall = ts_wall_s() + 2 * s->planned_s / m->o->speedup + 2.0;
+        s->timeout_wall = ts_wall_s() + 2 * s->planned_s / m->o->speedup + ts_launch_slack_s(m->o);
         m->n_launches++;
     }
     if (p->round >= 0) {
@@ -852,7 +1317,7 @@ static TsStatus ts_master_loop(TsMaster *m, TsErr *err) {
         for (int64_t s = 0; s < m->cap_slots; s++) {
             const TsSlot *sl = &m->slots[s];
             if (sl->in_use && wall > sl->timeout_wall) {
-                double lim = 2 * sl->planned_s / m->o->speedup + 2.0;
+                double lim = 2 * sl->planned_s / m->o->speedup + ts_launch_slack_s(m->o);
                 return ts_err(err, TS_ERR_SYSTEM, "worker rank %d (GPU %d) did not report launch %lld within %.1f s",
                               sl->leader, sl->leader - 1, (long long)sl->seq, lim);
             }
@@ -900,7 +1365,9 @@ static const char ts_run_usage[] =
     "  --backend B            emu: each step sleeps its profiled time / speedup and real\n"
     "                         latent bytes move between groups; cpu: the DiT of\n"
     "                         --dit-preset (default tiny) runs on the CPU, sequence-parallel\n"
-    "                         over MPI; cuda: not in this build\n"
+    "                         over MPI; cuda: the same DiT (default flux-dev, seeded weights)\n"
+    "                         on one GPU per worker (by node-local rank), sequence-parallel\n"
+    "                         over NCCL%s\n"
     "  --trace F.csv          request trace (SPEC.md format)\n"
     "  --profile F.csv        cost model (SPEC.md format): the step times the policy plans\n"
     "                         with, and (emu) sleeps\n"
@@ -909,7 +1376,7 @@ static const char ts_run_usage[] =
     "  --speedup F            emu only: trace time = wall time x F (default 1)\n"
     "  --out F.h5             results file (default results/<trace>_<policy>_<backend>.h5)\n"
     "  --dit-preset NAME      model whose latent moves (emu default flux-dev, C=16) or runs\n"
-    "                         (cpu default tiny)\n"
+    "                         (cpu default tiny, cuda default flux-dev)\n"
     "  --gpus-per-node N      default: the profile's gpus_per_node, else W\n"
     "  --poll-us US           polling interval of rank 0 and idle workers (default 100)\n"
     "  --quiet                no table on stdout\n\n%s";
@@ -981,7 +1448,12 @@ static int ts_run_parse(int argc, char **argv, TsRunOpts *o, int rank, int *exit
         case 'h': {
             char names[256];
             ts_policy_names(names, sizeof names);
-            if (rank == 0) printf(ts_run_usage, names, ts_policy_options_help);
+#ifdef TS_HAVE_CUDA
+            const char *cuda_state = "";
+#else
+            const char *cuda_state = " (not in this build: make without CUDA=0, with nvcc)";
+#endif
+            if (rank == 0) printf(ts_run_usage, cuda_state, names, ts_policy_options_help);
             *exit_code = 0;
             free(opts);
             return 1;
@@ -998,19 +1470,16 @@ static int ts_run_parse(int argc, char **argv, TsRunOpts *o, int rank, int *exit
         o->backend = -1;
         for (int i = 0; i < (int)(sizeof ts_backends / sizeof *ts_backends); i++)
             if (!strcmp(backend, ts_backends[i].name)) o->backend = i;
-        if (o->backend < 0) {
+        if (o->backend < 0)
             snprintf(msg, sizeof msg, "--backend: unknown backend '%s' (have: emu, cpu, cuda)", backend);
-        } else if (!ts_backends[o->backend].init) {
-            snprintf(msg, sizeof msg, "%s", ts_backends[o->backend].missing);
-            *exit_code = 1;
-        }
+        /* cuda: its gate (ts_nccl_backend_check) runs next, on every rank */
     }
     if (!msg[0] && !ts_policy_find(o->policy)) {
         char names[256];
         ts_policy_names(names, sizeof names);
         snprintf(msg, sizeof msg, "--policy: unknown policy '%s' (have: %s)", o->policy, names);
     }
-    if (!msg[0] && o->backend == TS_BE_CPU && o->speedup != 1.0)
+    if (!msg[0] && o->backend != TS_BE_EMU && o->speedup != 1.0)
         snprintf(msg, sizeof msg, "--speedup: only the emu backend can run faster than real time");
     if (!msg[0] && !o->dit_preset) o->dit_preset = o->backend == TS_BE_CPU ? "tiny" : "flux-dev";
     if (msg[0]) {
@@ -1092,9 +1561,9 @@ static void ts_master_print(const TsMaster *m, const TsTrace *t, const TsProfile
            "leader: receive + group broadcast)\n",
            (long long)m->n_moves, m->move_bytes / 1e6,
            m->n_moves ? 1e3 * m->move_s_sum / (double)m->n_moves : 0.0, 1e3 * m->move_s_max);
-    if (o->backend == TS_BE_CPU)
-        printf("# cpu: sum of the finished requests' final latents %.9e (same for every policy "
-               "and degree, up to rounding)\n", m->checksum_sum);
+    if (o->backend != TS_BE_EMU)
+        printf("# %s: sum of the finished requests' final latents %.9e (same for every policy "
+               "and degree, up to rounding)\n", ts_backends[o->backend].name, m->checksum_sum);
     printf("# group communicators: %lld created at start, %lld created lazily (sum over workers)\n",
            (long long)wstats[0], (long long)wstats[1]);
     fflush(stdout);
@@ -1120,6 +1589,18 @@ int ts_cmd_run(int argc, char **argv) {
     }
 
     TsErr err;
+    if (o.backend == TS_BE_CUDA) {
+        /* Before any work (no file is read or written yet), on every rank:
+         * is there a GPU on every worker, which one each takes. Both are
+         * collective and end with the same error everywhere, printed once. */
+        int device = -1;
+        TsStatus g = ts_nccl_backend_check(MPI_COMM_WORLD, rank != 0, &err);
+        if (!g) g = ts_nccl_device_select(MPI_COMM_WORLD, rank != 0, &device, &err);
+        if (g) {
+            if (rank == 0) fprintf(stderr, "tetriserve run: %s\n", err.msg);
+            goto finalize;
+        }
+    }
     TsDitConfig dcfg;
     if (ts_dit_config_preset(o.dit_preset, &dcfg, &err)) {
         if (rank == 0) fprintf(stderr, "tetriserve run: --dit-preset: %s\n", err.msg);
@@ -1150,7 +1631,7 @@ int ts_cmd_run(int argc, char **argv) {
                         p.path, cm.degree[cm.n_deg - 1], TS_RUN_MAX_DEGREE);
             goto setup_done;
         }
-        for (int64_t i = 0; i < t.n && o.backend == TS_BE_CPU; i++)
+        for (int64_t i = 0; i < t.n && o.backend != TS_BE_EMU; i++)
             if ((rc = ts_dit_check_size(&dcfg, t.req[i].width, t.req[i].height, &err))) {
                 ts_err_prefix(&err, "%s: request %lld", t.path, (long long)t.req[i].id);
                 goto setup_done;
@@ -1210,7 +1691,10 @@ int ts_cmd_run(int argc, char **argv) {
 
     TsWorker w;
     memset(&w, 0, sizeof w);
+    w.workers = MPI_COMM_NULL;
     int ok = 1, all_ok = 0;
+    if (o.backend == TS_BE_CUDA) /* collective over the world: rank 0 takes part, gets NULL */
+        MPI_Comm_split(MPI_COMM_WORLD, rank > 0 ? 0 : MPI_UNDEFINED, rank, &w.workers);
     if (rank > 0) {
         w.rank = rank;
         w.size = size;
@@ -1219,14 +1703,17 @@ int ts_cmd_run(int argc, char **argv) {
         w.cfg = dcfg;
         w.n_req = setup[1];
         w.lat = ts_xcalloc((size_t)(w.n_req ? w.n_req : 1), sizeof *w.lat);
-        if (w.be->init(&w, &err)) {
-            fprintf(stderr, "tetriserve run: worker rank %d: %s\n", rank, err.msg);
+        if (!w.be->init) {
+            ts_err(&err, TS_ERR_INTERNAL, "backend %s is not in this build", w.be->name);
+            ok = 0;
+        } else if (w.be->init(&w, &err)) {
             ok = 0;
         }
+        if (!ok) fprintf(stderr, "tetriserve run: worker rank %d: %s\n", rank, err.msg);
     }
     MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
     if (!all_ok) goto worker_done; /* the file stays with complete = 0 */
-    if (rank > 0) {
+    if (rank > 0 && o.backend != TS_BE_CUDA) { /* cuda: NCCL groups, made by its init */
         int32_t degs[TS_MAX_DEGREES];
         for (int d = 0; d < setup[3]; d++) degs[d] = (int32_t)setup[4 + d];
         ts_groups_precreate(&w, degs, (int)setup[3], n_gpus);
@@ -1241,6 +1728,9 @@ int ts_cmd_run(int argc, char **argv) {
             fflush(stderr);
             MPI_Abort(MPI_COMM_WORLD, 1);
         }
+#ifdef TS_HAVE_CUDA
+        if (w.cu) w.n_lazy = w.cu->nw.n_lazy;
+#endif
         int64_t mine[2] = {w.n_pre, w.n_lazy};
         MPI_Reduce(mine, wstats, 2, MPI_INT64_T, MPI_SUM, 0, MPI_COMM_WORLD);
         code = 0;
@@ -1287,6 +1777,7 @@ int ts_cmd_run(int argc, char **argv) {
 
 worker_done:
     if (rank > 0) ts_worker_free(&w);
+    if (w.workers != MPI_COMM_NULL) MPI_Comm_free(&w.workers);
 cleanup:
     if (rank == 0) {
         if (m.rf) ts_results_close(m.rf);

@@ -191,19 +191,17 @@ const TsDitTensor *ts_dit_tensor(const TsDit *m, const char *name) {
     return NULL;
 }
 
-/* splitmix64 finaliser: a counter-based generator, so every element is a pure
- * function of (seed, tensor, index), independent of fill order. */
-static uint64_t mix64(uint64_t z) {
-    z += 0x9E3779B97F4A7C15ull;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
+/* The generator (ts_m_mix64, ts_m_hash_uniform in ts_kernels_math.h) is
+ * counter-based, so every element is a pure function of (seed, tensor,
+ * index), independent of fill order, and the GPU fills its copy with the
+ * same function (ts_dit_cuda_init_seeded). */
+static uint64_t mix64(uint64_t z) { return ts_m_mix64(z); }
 
-/* Uniform in [-1, 1) with 24 random bits. */
-static float hash_uniform(uint64_t key, uint64_t j) {
-    uint64_t h = mix64(key ^ mix64(j));
-    return (float)((double)(h >> 40) * (1.0 / 8388608.0) - 1.0);
+float ts_dit_seed_tensor(const TsDit *m, uint64_t seed, int i, uint64_t *key) {
+    const TsDitTensor *t = &m->tensors[i];
+    *key = mix64(seed ^ mix64(0x7465747269ull + (uint64_t)i));
+    if (t->fan_in == 0) return 0.0f;                        /* norm scales: ones */
+    return (float)(sqrt(3.0) / sqrt((double)t->fan_in)); /* std 1/sqrt(fan_in) */
 }
 
 TsStatus ts_dit_weights_from_seed(TsDit *m, uint64_t seed, TsErr *err) {
@@ -215,15 +213,10 @@ TsStatus ts_dit_weights_from_seed(TsDit *m, uint64_t seed, TsErr *err) {
     m->arena = ts_xmalloc((size_t)m->n_params * sizeof(float));
     for (int i = 0; i < m->n_tensors; i++) {
         const TsDitTensor *t = &m->tensors[i];
-        int64_t n = t->shape[0] * (t->ndim == 2 ? t->shape[1] : 1);
-        float *dst = m->arena + t->offset;
-        if (t->fan_in == 0) {
-            for (int64_t j = 0; j < n; j++) dst[j] = 1.0f;
-            continue;
-        }
-        uint64_t key = mix64(seed ^ mix64(0x7465747269ull + (uint64_t)i));
-        float amp = (float)(sqrt(3.0) / sqrt((double)t->fan_in)); /* std 1/sqrt(fan_in) */
-        for (int64_t j = 0; j < n; j++) dst[j] = amp * hash_uniform(key, (uint64_t)j);
+        uint64_t key;
+        float amp = ts_dit_seed_tensor(m, seed, i, &key);
+        ts_k_fill_seeded_cpu(m->arena + t->offset, t->shape[0] * (t->ndim == 2 ? t->shape[1] : 1), key,
+                             amp);
     }
     return TS_OK;
 }
@@ -235,12 +228,17 @@ TsStatus ts_dit_weights_from_safetensors(TsDit *m, const char *path, TsErr *err)
                   path ? path : "(null)");
 }
 
+void ts_dit_cond_seed_keys(uint64_t seed, uint64_t *txt_key, uint64_t *pooled_key) {
+    *txt_key = mix64(seed ^ 0x747874ull);
+    *pooled_key = mix64(seed ^ 0x706f6f6cull);
+}
+
 void ts_dit_cond_from_seed(const TsDitConfig *cfg, uint64_t seed, float *txt, float *pooled) {
-    uint64_t k1 = mix64(seed ^ 0x747874ull), k2 = mix64(seed ^ 0x706f6f6cull);
+    uint64_t k1, k2;
+    ts_dit_cond_seed_keys(seed, &k1, &k2);
     /* uniform with variance 1 (sqrt(3) * U[-1, 1)) */
-    for (int64_t j = 0; j < (int64_t)cfg->txt_tokens * cfg->ctx_dim; j++)
-        txt[j] = 1.7320508f * hash_uniform(k1, (uint64_t)j);
-    for (int j = 0; j < cfg->pooled_dim; j++) pooled[j] = 1.7320508f * hash_uniform(k2, (uint64_t)j);
+    ts_k_fill_seeded_cpu(txt, (int64_t)cfg->txt_tokens * cfg->ctx_dim, k1, TS_DIT_COND_AMP);
+    ts_k_fill_seeded_cpu(pooled, cfg->pooled_dim, k2, TS_DIT_COND_AMP);
 }
 
 void ts_dit_noise_from_seed(float *latent, int64_t n, uint64_t seed) {

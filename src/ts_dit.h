@@ -143,6 +143,11 @@ void ts_dit_free(TsDit *m);
  * value of standard deviation 1/sqrt(fan_in) (biases too; norm scales are
  * 1). Same seed, same bytes, on any machine. */
 TsStatus ts_dit_weights_from_seed(TsDit *m, uint64_t seed, TsErr *err);
+/* The rule ts_dit_weights_from_seed fills tensor i with: element j =
+ * ts_m_seeded(key, amp, j) (ts_kernels_math.h); returns amp (0: all ones,
+ * the norm scales) and sets *key. The GPU model fills its bf16 copy with the
+ * same rule (ts_dit_cuda_init_seeded), so no host arena is needed there. */
+float ts_dit_seed_tensor(const TsDit *m, uint64_t seed, int i, uint64_t *key);
 /* Load the arena from a .safetensors file by tensor name (FLUX naming).
  * NOT IMPLEMENTED YET: returns TS_ERR_INPUT "not supported yet" naming the
  * path. When implemented: match every table entry by name and shape,
@@ -165,6 +170,10 @@ typedef struct TsDitCond {
     float guidance;      /* used when cfg.guidance_embed (FLUX.1-dev: 3.5) */
 } TsDitCond;
 
+/* Synthetic conditioning: txt[j] = ts_m_seeded(txt_key, TS_DIT_COND_AMP, j),
+ * pooled likewise with pooled_key (uniform, variance 1). */
+#define TS_DIT_COND_AMP 1.7320508f
+void ts_dit_cond_seed_keys(uint64_t seed, uint64_t *txt_key, uint64_t *pooled_key);
 /* Fill synthetic conditioning (standard-normal-ish, deterministic in seed):
  *   txt: [txt_tokens, ctx_dim]; pooled: [pooled_dim] */
 void ts_dit_cond_from_seed(const TsDitConfig *cfg, uint64_t seed, float *txt, float *pooled);

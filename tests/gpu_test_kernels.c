@@ -1,14 +1,19 @@
-/* gpu_test_kernels.c - every CUDA kernel of kernels/ts_kernels.cu (and the
- * cuBLAS linear layer) against its CPU twin on random inputs (make
- * test-gpu). float32 kernels within 1e-4 of the largest reference value, the
- * bf16 GEMM within 2e-2. Without a GPU: prints "skip: no CUDA device (...)"
- * and exits 0. Plain C: only ts_kernels_cuda.h, no CUDA headers. */
+/* gpu_test_kernels.c - every CUDA kernel of kernels/ts_kernels.cu and
+ * kernels/ts_dit_cuda_k.cu (and the cuBLAS linear layer) against its CPU
+ * twin on random inputs (make test-gpu). Tolerances: float32 kernels within
+ * 1e-4 of the largest reference value (they differ from the twins only in
+ * summation order and libm ulps); bf16 conversions and seeded fills bit for
+ * bit; bf16 staging with a fused GELU within one bf16 ulp (2^-7 relative:
+ * tanhf may differ by an ulp before rounding); the bf16 GEMM within 2e-2.
+ * Without a GPU: prints "skip: no CUDA device (...)" and exits 0. Plain C:
+ * only the launchers' headers, no CUDA headers. */
 #include <cblas.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "ts_dit_cuda.h"
 #include "ts_kernels.h"
 #include "ts_kernels_cuda.h"
 
@@ -176,6 +181,40 @@ static void test_attention(int64_t sq, int64_t skv, int heads, int d) {
     free(q), free(k), free(v), free(ref), free(work);
 }
 
+/* 2048 px: 16,896 tokens (FLUX.1-dev, degree 1). A score matrix would be
+ * 16896^2 floats = 1.1 GB per head; the kernel has no workspace at all
+ * (tiles in registers and shared memory): 64 query rows against every key
+ * match the CPU twin, alone and as the first rows of a run over all 16,896
+ * queries. */
+static void test_attention_long(void) {
+    const int64_t s = 16896, rows = 64;
+    const int heads = 2, d = 128;
+    int64_t ld = (int64_t)heads * d;
+    float *q = hrand(s * ld, 1), *k = hrand(s * ld, 1), *v = hrand(s * ld, 1);
+    float *ref = malloc(sizeof(float) * (size_t)(rows * ld));
+    float *work = malloc(sizeof(float) * (size_t)ts_k_attention_work_floats(d));
+    float scale = 1.0f / sqrtf((float)d);
+    ts_k_attention_cpu(ref, q, k, v, rows, s, heads, d, scale, work);
+    /* (on the CPU stand-in of make test, whose attention is the CPU twin,
+     * all 16,896 queries would take minutes: 1,024 of them there) */
+    char desc[256] = "";
+    CU(ts_cuda_device_describe(desc, sizeof desc));
+    int64_t s_q = strstr(desc, "tests/fake_cuda.c") ? 1024 : s;
+    float *dq = dev(q, s * ld), *dk = dev(k, s * ld), *dv = dev(v, s * ld);
+    float *dout = dev(q, rows * ld), *dall = dev(q, s_q * ld);
+    CU(ts_k_attention_cuda(dout, dq, dk, dv, rows, s, heads, d, scale, NULL));
+    CU(ts_k_attention_cuda(dall, dq, dk, dv, s_q, s, heads, d, scale, NULL));
+    float *first = malloc(sizeof(float) * (size_t)(rows * ld));
+    CU(ts_cuda_memcpy_d2h(first, dall, sizeof(float) * (size_t)(rows * ld), NULL));
+    CU(ts_cuda_stream_sync(NULL));
+    check("attention 16896 keys", dout, ref, rows * ld, TOL);
+    float *dfirst = dev(first, rows * ld);
+    check(s_q == s ? "  same rows, s_q 16896" : "  same rows, s_q 1024", dfirst, ref, rows * ld, TOL);
+    CU(ts_cuda_free(dall));
+    CU(ts_cuda_free(dq)); CU(ts_cuda_free(dk)); CU(ts_cuda_free(dv));
+    free(q), free(k), free(v), free(ref), free(work), free(first);
+}
+
 static void test_layouts(void) {
     const int heads = 8, d = 16, degree = 4;
     const int64_t s_loc = 50, ld = heads * d + 4, n = s_loc * heads * d;
@@ -228,6 +267,166 @@ static void test_gemm(void) {
     free(x), free(w), free(ref);
 }
 
+/* Bit-exact kernels: float32 -> bf16, seeded fills. */
+static void check_u16(const char *name, uint16_t *d, const uint16_t *ref, int64_t n) {
+    uint16_t *h = malloc(sizeof(uint16_t) * (size_t)n);
+    CU(ts_cuda_memcpy_d2h(h, d, sizeof(uint16_t) * (size_t)n, NULL));
+    CU(ts_cuda_stream_sync(NULL));
+    int64_t bad = 0, first = -1;
+    for (int64_t i = 0; i < n; i++)
+        if (h[i] != ref[i] && bad++ == 0) first = i;
+    printf("  %-4s %-22s %lld of %lld differ%s\n", bad ? "FAIL" : "ok", name, (long long)bad,
+           (long long)n, bad ? "" : " (bit for bit)");
+    if (bad) printf("       first at %lld: 0x%04x, want 0x%04x\n", (long long)first, h[first], ref[first]);
+    failures += bad != 0;
+    free(h);
+    CU(ts_cuda_free(d));
+}
+
+static void test_bf16_and_seeded(void) {
+    const int64_t n = 100003;
+    float *x = hrand(n, 1);
+    for (int64_t i = 0; i < n; i++) x[i] = ldexpf(x[i], (int)(i % 61) - 30); /* many exponents */
+    x[0] = INFINITY, x[1] = -INFINITY, x[2] = 0.0f, x[3] = -0.0f, x[4] = 1e-40f, x[5] = 3.4028235e38f;
+    x[6] = 1.00390625f, x[7] = 1.01171875f; /* ties */
+    uint16_t *ref = malloc(sizeof(uint16_t) * (size_t)n), *db = NULL;
+    ts_k_f32_to_bf16_cpu(ref, x, n);
+    float *dx = dev(x, n);
+    CU(ts_cuda_malloc((void **)&db, sizeof(uint16_t) * (size_t)n));
+    CU(ts_k_f32_to_bf16_cuda(db, dx, n, NULL));
+    check_u16("f32_to_bf16", db, ref, n);
+    /* bf16 -> f32 is exact: back to x's bf16 values */
+    uint16_t *db2 = NULL;
+    CU(ts_cuda_malloc((void **)&db2, sizeof(uint16_t) * (size_t)n));
+    CU(ts_cuda_memcpy_h2d(db2, ref, sizeof(uint16_t) * (size_t)n, NULL));
+    float *back = malloc(sizeof(float) * (size_t)n);
+    ts_k_bf16_to_f32_cpu(back, ref, n);
+    CU(ts_k_bf16_to_f32_cuda(dx, db2, n, NULL));
+    for (int64_t i = 0; i < 8; i++) back[i] = x[i] = 0; /* inf/FLT_MAX: check() takes max |ref| */
+    CU(ts_cuda_memcpy_h2d(dx, back, sizeof(float) * 8, NULL));
+    check("bf16_to_f32", dx, back, n, 0);
+    CU(ts_cuda_free(db2));
+    /* seeded fills: the GPU model's weights and conditioning */
+    float *fill = malloc(sizeof(float) * (size_t)n);
+    ts_k_fill_seeded_cpu(fill, n, 0x1234567890abcdefull, 0.0451f);
+    ts_k_f32_to_bf16_cpu(ref, fill, n);
+    CU(ts_cuda_malloc((void **)&db, sizeof(uint16_t) * (size_t)n));
+    CU(ts_k_fill_seeded_bf16_cuda(db, n, 0x1234567890abcdefull, 0.0451f, NULL));
+    check_u16("fill_seeded_bf16", db, ref, n);
+    float *df = dev(x, n);
+    CU(ts_k_fill_seeded_f32_cuda(df, n, 0x1234567890abcdefull, 0.0451f, NULL));
+    check("fill_seeded_f32", df, fill, n, 0);
+    ts_k_fill_seeded_cpu(fill, 1000, 99, 0.0f);
+    df = dev(x, 1000);
+    CU(ts_k_fill_seeded_f32_cuda(df, 1000, 99, 0.0f, NULL));
+    check("fill_seeded_f32 (ones)", df, fill, 1000, 0);
+    free(x), free(ref), free(back), free(fill);
+}
+
+/* The GPU step's own kernels (ts_dit_cuda_k.cu). */
+static void test_dit_kernels(void) {
+    /* strided bf16 staging, GELU from column 70 on: [rows, 100] of [rows, 130] into [rows, 104] */
+    const int64_t rows = 257, lds = 130, ldd = 104;
+    const int cols = 100, from = 70;
+    float *x = hrand(rows * lds, 4);
+    uint16_t *refb = malloc(sizeof(uint16_t) * (size_t)(rows * ldd)), *db = NULL;
+    float *ref = malloc(sizeof(float) * (size_t)(rows * ldd)), *got = malloc(sizeof(float) * (size_t)(rows * ldd));
+    memset(refb, 0, sizeof(uint16_t) * (size_t)(rows * ldd));
+    for (int64_t r = 0; r < rows; r++)
+        for (int c = 0; c < cols; c++) {
+            float v = x[r * lds + c];
+            refb[r * ldd + c] = ts_m_f32_to_bf16(c >= from ? ts_m_gelu_tanh(v) : v);
+        }
+    float *dx = dev(x, rows * lds);
+    CU(ts_cuda_malloc((void **)&db, sizeof(uint16_t) * (size_t)(rows * ldd)));
+    CU(ts_cuda_memset(db, 0, sizeof(uint16_t) * (size_t)(rows * ldd), NULL));
+    CU(ts_dit_k_to_bf16_2d_cuda(db, ldd, dx, lds, rows, cols, from, NULL));
+    uint16_t *hb = malloc(sizeof(uint16_t) * (size_t)(rows * ldd));
+    CU(ts_cuda_memcpy_d2h(hb, db, sizeof(uint16_t) * (size_t)(rows * ldd), NULL));
+    CU(ts_cuda_stream_sync(NULL));
+    ts_k_bf16_to_f32_cpu(ref, refb, rows * ldd);
+    ts_k_bf16_to_f32_cpu(got, hb, rows * ldd);
+    double worst = 0;
+    int64_t exact = 0;
+    for (int64_t i = 0; i < rows * ldd; i++) {
+        worst = fmax(worst, fabs((double)got[i] - ref[i]) / fmax(fabs((double)ref[i]), 1e-30));
+        exact += hb[i] == refb[i];
+    }
+    int ok = worst <= 1.0 / 128;
+    printf("  %-4s %-22s %lld of %lld bit-identical, worst %.3g relative (limit 2^-7)\n",
+           ok ? "ok" : "FAIL", "to_bf16_2d + GELU", (long long)exact, (long long)(rows * ldd), worst);
+    failures += !ok;
+    CU(ts_cuda_free(db));
+    CU(ts_cuda_free(dx));
+    free(hb), free(refb), free(ref), free(got), free(x);
+
+    /* QK RMS norm in place on q and k columns of a [rows, 3 * heads * d + 5] buffer */
+    const int heads = 6, d = 64;
+    const int64_t ld = 3 * heads * d + 5, n = 41;
+    float *q = hrand(n * ld, 2), *w = hrand(d, 1), *r2 = hcopy(q, n * ld);
+    float *tmp = malloc(sizeof(float) * (size_t)d);
+    for (int64_t r = 0; r < n; r++)
+        for (int h = 0; h < heads; h++) {
+            float *p = r2 + r * ld + (int64_t)h * d;
+            ts_k_rmsnorm_cpu(tmp, p, w, 1, d, 1e-6f);
+            memcpy(p, tmp, sizeof(float) * (size_t)d);
+        }
+    float *dq = dev(q, n * ld), *dw = dev(w, d);
+    CU(ts_dit_k_qk_rmsnorm_cuda(dq, ld, dw, n, heads, d, 1e-6f, NULL));
+    check("qk_rmsnorm (strided)", dq, r2, n * ld, TOL);
+    CU(ts_cuda_free(dw));
+    free(q), free(w), free(r2), free(tmp);
+}
+
+/* bf16 GEMM output and beta accumulation (the embedders add into vec). */
+static void test_gemm_beta(void) {
+    const int64_t rows = 3;
+    const int in = 256, out = 3072;
+    float *x = hrand(rows * in, 1), *w = hrand((int64_t)out * in, 0.1f), *y0 = hrand(rows * out, 1);
+    uint16_t *xb = malloc(sizeof(uint16_t) * (size_t)(rows * in)), *wb = malloc(sizeof(uint16_t) * (size_t)out * in);
+    ts_k_f32_to_bf16_cpu(xb, x, rows * in);
+    ts_k_f32_to_bf16_cpu(wb, w, (int64_t)out * in);
+    float *xr = malloc(sizeof(float) * (size_t)(rows * in)), *wr = malloc(sizeof(float) * (size_t)out * in);
+    ts_k_bf16_to_f32_cpu(xr, xb, rows * in);
+    ts_k_bf16_to_f32_cpu(wr, wb, (int64_t)out * in);
+    float *ref = hcopy(y0, rows * out);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, out, in, 1.0f, xr, in, wr, in, 1.0f,
+                ref, out);
+    void *h = NULL;
+    uint16_t *dxb = dup_to_dev(xb, sizeof(uint16_t) * (size_t)(rows * in));
+    uint16_t *dwb = dup_to_dev(wb, sizeof(uint16_t) * (size_t)out * in);
+    float *dy = dev(y0, rows * out);
+    CU(ts_gemm_cuda_create(&h));
+    CU(ts_gemm_linear_bf16_cuda(h, dy, 0, out, dxb, in, dwb, rows, in, out, 1.0f, NULL));
+    check("gemm bf16, beta 1", dy, ref, rows * out, 1e-4); /* same rounded inputs: fp32 order only */
+    CU(ts_gemm_cuda_destroy(h));
+    CU(ts_cuda_free(dxb));
+    CU(ts_cuda_free(dwb));
+    free(x), free(w), free(y0), free(xb), free(wb), free(xr), free(wr), free(ref);
+}
+
+/* Seeded device weights: what ts_dit_weights_from_seed gives, as bf16. */
+static void test_seeded_model(void) {
+    TsErr err;
+    TsDitConfig cfg;
+    TsDit m;
+    TsDitCuda dm;
+    if (ts_dit_config_preset("tiny", &cfg, &err) || ts_dit_init(&m, &cfg, &err) ||
+        ts_dit_weights_from_seed(&m, 5, &err) || ts_dit_cuda_init_seeded(&dm, &m, 5, &err)) {
+        printf("  FAIL seeded model: %s\n", err.msg);
+        failures++;
+        return;
+    }
+    uint16_t *ref = malloc(sizeof(uint16_t) * (size_t)m.n_params), *cp = NULL;
+    ts_k_f32_to_bf16_cpu(ref, m.arena, m.n_params);
+    CU(ts_cuda_malloc((void **)&cp, sizeof(uint16_t) * (size_t)m.n_params));
+    CU(ts_cuda_memcpy_d2d(cp, dm.w_bf16, sizeof(uint16_t) * (size_t)m.n_params, NULL));
+    check_u16("seeded model (tiny)", cp, ref, m.n_params);
+    ts_dit_cuda_free(&dm);
+    ts_dit_free(&m);
+    free(ref);
+}
+
 int main(void) {
     int count = 0;
     int err = ts_cuda_device_count(&count);
@@ -243,8 +442,13 @@ int main(void) {
     test_attention(200, 150, 2, 64);
     test_attention(300, 300, 3, 128);
     test_attention(70, 65, 1, 256);
+    test_attention_long();
     test_layouts();
     test_gemm();
+    test_gemm_beta();
+    test_bf16_and_seeded();
+    test_dit_kernels();
+    test_seeded_model();
     printf("%s: %d failure(s)\n", failures ? "FAIL" : "ok", failures);
     return failures ? 1 : 0;
 }

@@ -359,6 +359,85 @@ static void test_patchify(void **state) {
     free(lat), free(tok), free(back);
 }
 
+/* ---------------------------------------------------------------- bf16, seeded fill */
+
+/* The bf16 nearest to x by brute force over the two candidates, ties to even. */
+static uint16_t bf16_ref(float x) {
+    union {
+        float f;
+        uint32_t u;
+    } v = {.f = x};
+    uint16_t lo = (uint16_t)(v.u >> 16), hi = (uint16_t)(lo + 1);
+    double dlo = fabs((double)ts_m_bf16_to_f32(lo) - x), dhi = fabs((double)ts_m_bf16_to_f32(hi) - x);
+    if ((v.u & 0xffffu) == 0) return lo;
+    if (dlo < dhi) return lo;
+    if (dhi < dlo) return hi;
+    return (lo & 1u) ? hi : lo;
+}
+
+static void test_bf16(void **state) {
+    (void)state;
+    const struct {
+        float x;
+        uint16_t want;
+    } cases[] = {
+        {1.0f, 0x3f80},          {1.00390625f, 0x3f80} /* tie -> even */,
+        {1.01171875f, 0x3f82} /* tie -> even (up) */, {1.0078125f, 0x3f81},
+        {-2.5f, 0xc020},         {0.0f, 0x0000},        {-0.0f, 0x8000},
+        {INFINITY, 0x7f80},      {-INFINITY, 0xff80},   {3.4028235e38f, 0x7f80} /* FLT_MAX rounds up */,
+        {1e-40f, 0x0001} /* subnormal */,
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        uint16_t got = 0;
+        ts_k_f32_to_bf16_cpu(&got, &cases[i].x, 1);
+        if (got != cases[i].want) fail_msg("bf16(%g) = 0x%04x, want 0x%04x", cases[i].x, got, cases[i].want);
+    }
+    float nan = NAN;
+    uint16_t b = 0;
+    ts_k_f32_to_bf16_cpu(&b, &nan, 1);
+    assert_true(isnan(ts_m_bf16_to_f32(b)));
+    /* every bf16 survives the round trip; random floats round to the nearest */
+    for (uint32_t u = 0; u < 65536; u++) {
+        float f = ts_m_bf16_to_f32((uint16_t)u);
+        if (isnan(f)) continue;
+        uint16_t back;
+        ts_k_f32_to_bf16_cpu(&back, &f, 1);
+        assert_int_equal(back, u);
+    }
+    float *x = rand_buf(10000, 100.0f), *y = malloc(sizeof(float) * 10000);
+    uint16_t *bx = malloc(sizeof(uint16_t) * 10000);
+    ts_k_f32_to_bf16_cpu(bx, x, 10000);
+    ts_k_bf16_to_f32_cpu(y, bx, 10000);
+    for (int i = 0; i < 10000; i++) {
+        assert_int_equal(bx[i], bf16_ref(x[i]));
+        assert_true(fabs((double)y[i] - x[i]) <= fabs((double)x[i]) / 256.0); /* 2^-8 relative */
+    }
+    free(x), free(y), free(bx);
+}
+
+static void test_fill_seeded(void **state) {
+    (void)state;
+    float a[1000], b[600], ones[10];
+    ts_k_fill_seeded_cpu(a, 1000, 42, 0.5f);
+    ts_k_fill_seeded_cpu(b, 600, 42, 0.5f);
+    assert_memory_equal(a, b, sizeof b); /* element j depends on j only, not on n */
+    double mean = 0, sq = 0;
+    for (int j = 0; j < 1000; j++) {
+        assert_true(a[j] >= -0.5f && a[j] < 0.5f);
+        mean += a[j];
+        sq += (double)a[j] * a[j];
+    }
+    mean /= 1000, sq /= 1000;
+    assert_true(fabs(mean) < 0.03);
+    assert_true(fabs(sq - 0.25 / 3) < 0.01); /* uniform on [-0.5, 0.5): variance 1/12 */
+    ts_k_fill_seeded_cpu(b, 600, 43, 0.5f);
+    int differ = 0;
+    for (int j = 0; j < 600; j++) differ += a[j] != b[j];
+    assert_true(differ > 590); /* another key, other values */
+    ts_k_fill_seeded_cpu(ones, 10, 42, 0.0f);
+    for (int j = 0; j < 10; j++) assert_true(ones[j] == 1.0f);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_layernorm),
@@ -374,6 +453,8 @@ int main(void) {
         cmocka_unit_test(test_euler),
         cmocka_unit_test(test_timestep_embedding),
         cmocka_unit_test(test_patchify),
+        cmocka_unit_test(test_bf16),
+        cmocka_unit_test(test_fill_seeded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
