@@ -123,11 +123,20 @@ typedef struct TsRunOpts {
     int backend;
     double slo_scale, speedup;
     int gpn;
+    int gpus; /* --gpus: 0, or checked against the workers */
+    uint64_t seed; /* weights, and (with the request id) noise and conditioning */
     int poll_us;
     int quiet;
     TsPolicyConfig pcfg;
     TsRunFault fault;
 } TsRunOpts;
+
+/* The seed of request `id`'s noise and conditioning: the id itself at the
+ * default --seed 1 (as `profile` and the tests draw them), another stream
+ * of ids for every other seed. */
+static uint64_t ts_run_req_seed(const TsRunOpts *o, int64_t id) {
+    return (uint64_t)id + (o->seed - 1) * 0x9E3779B97F4A7C15ull;
+}
 
 static void ts_sleep_s(double s) {
     if (s <= 0) return;
@@ -419,7 +428,7 @@ static TsStatus ts_worker_launch(TsWorker *w, const TsRunMsg *m, TsErr *err) {
                 ts_latent_free(*lat);
                 *lat = ts_latent_alloc(floats);
                 if (cpu)
-                    ts_dit_noise_from_seed(*lat, floats, (uint64_t)r->id);
+                    ts_dit_noise_from_seed(*lat, floats, ts_run_req_seed(w->o, r->id));
                 else
                     memset(*lat, 0, (size_t)floats * sizeof **lat);
             }
@@ -519,7 +528,7 @@ static TsStatus ts_cpu_init(TsWorker *w, TsErr *err) {
     TsStatus rc = ts_dit_init(&w->dit, &w->cfg, err);
     if (rc) return rc;
     w->have_dit = 1;
-    return ts_dit_weights_from_seed(&w->dit, 1, err);
+    return ts_dit_weights_from_seed(&w->dit, w->o->seed, err);
 }
 
 static TsStatus ts_cpu_steps(TsWorker *w, const TsRunMsg *m, MPI_Comm comm, int grank, TsErr *err) {
@@ -536,7 +545,7 @@ static TsStatus ts_cpu_steps(TsWorker *w, const TsRunMsg *m, MPI_Comm comm, int 
         for (int32_t j = 0; j < m->n_req && !rc; j++) { /* a batch: one after the other */
             const TsRunReq *r = &m->req[j];
             TsDitCond cond = {txt, txt + txt_n, 3.5f};
-            ts_dit_cond_from_seed(c, (uint64_t)r->id, txt, txt + txt_n);
+            ts_dit_cond_from_seed(c, ts_run_req_seed(w->o, r->id), txt, txt + txt_n);
             int i = r->step_begin + s;
             rc = ts_dit_step(&w->dit, &work, &dc, &cond, ts_dit_schedule_t(i, r->steps),
                              ts_dit_schedule_t(i + 1, r->steps), w->lat[r->index], err);
@@ -637,7 +646,8 @@ struct TsCudaWorker {
 
 static TsStatus ts_cuda_progress(void *ctx, TsErr *err) { return ts_worker_poll(ctx, err); }
 
-static TsStatus ts_cuda_cond(TsCudaWorker *cu, int64_t id, const TsDitCudaCond **c, TsErr *err);
+static TsStatus ts_cuda_cond(TsCudaWorker *cu, int64_t id, uint64_t seed, const TsDitCudaCond **c,
+                             TsErr *err);
 
 static TsStatus ts_cuda_init_model(TsWorker *w, TsErr *err) {
     TsCudaWorker *cu = ts_xcalloc(1, sizeof *cu);
@@ -652,7 +662,7 @@ static TsStatus ts_cuda_init_model(TsWorker *w, TsErr *err) {
     cu->have_nw = 1;
     if ((rc = ts_dit_init(&w->dit, &w->cfg, err))) return rc; /* the table only: no host weights */
     w->have_dit = 1;
-    if ((rc = ts_dit_cuda_init_seeded(&cu->dm, &w->dit, 1, err))) return rc; /* cpu's seed */
+    if ((rc = ts_dit_cuda_init_seeded(&cu->dm, &w->dit, w->o->seed, err))) return rc; /* as cpu */
     cu->have_dm = 1;
     TsCudaDeviceInfo info;
     if (ts_cuda_device_info(&info) != 0)
@@ -676,7 +686,7 @@ static TsStatus ts_cuda_init_model(TsWorker *w, TsErr *err) {
     if (ts_cuda_malloc_async((void **)&lat, sizeof(float) * (size_t)n, cu->dm.stream) ||
         ts_cuda_memset(lat, 0, sizeof(float) * (size_t)n, cu->dm.stream))
         return ts_err(err, TS_ERR_SYSTEM, "warm-up: %s", ts_cuda_last_error());
-    if (!(rc = ts_cuda_cond(cu, -1, &cond, err)) &&
+    if (!(rc = ts_cuda_cond(cu, -1, (uint64_t)-1, &cond, err)) &&
         !(rc = ts_dit_cuda_cache_get(&cu->cache, &cu->dm, px, px, 1, 0, &work, err)))
         rc = ts_dit_cuda_step(&cu->dm, work, &comm, cond, 1.0f, 0.5f, lat, err);
     (void)ts_cuda_free_async(lat, cu->dm.stream);
@@ -778,8 +788,10 @@ static TsStatus ts_cuda_drain(TsWorker *w, TsErr *err) {
     return TS_OK;
 }
 
-/* The conditioning of request `id` on the device (seeded like cpu's). */
-static TsStatus ts_cuda_cond(TsCudaWorker *cu, int64_t id, const TsDitCudaCond **c, TsErr *err) {
+/* The conditioning of request `id` on the device, drawn from `seed` like
+ * the cpu backend's (cached by id). */
+static TsStatus ts_cuda_cond(TsCudaWorker *cu, int64_t id, uint64_t seed, const TsDitCudaCond **c,
+                             TsErr *err) {
     int v = 0;
     cu->tick++;
     for (int i = 0; i < TS_CU_CONDS; i++) {
@@ -792,7 +804,7 @@ static TsStatus ts_cuda_cond(TsCudaWorker *cu, int64_t id, const TsDitCudaCond *
     }
     if (cu->conds[v].used) ts_dit_cuda_cond_free(&cu->conds[v].c);
     cu->conds[v].used = 0;
-    TsStatus rc = ts_dit_cuda_cond_seeded(&cu->conds[v].c, &cu->dm, (uint64_t)id, 3.5f, err);
+    TsStatus rc = ts_dit_cuda_cond_seeded(&cu->conds[v].c, &cu->dm, seed, 3.5f, err);
     if (rc) return rc;
     cu->conds[v].id = id;
     cu->conds[v].used = cu->tick;
@@ -844,7 +856,7 @@ static TsStatus ts_cuda_launch(TsWorker *w, const TsRunMsg *m, TsErr *err) {
             }
             cu->dlat_n[r->index] = floats;
             host = ts_xmalloc(bytes);
-            ts_dit_noise_from_seed(host, floats, (uint64_t)r->id); /* as the cpu backend */
+            ts_dit_noise_from_seed(host, floats, ts_run_req_seed(w->o, r->id)); /* as cpu */
             if ((rc = ts_dit_cuda_upload(&cu->dm, *held, host, floats, err))) goto cleanup;
             free(host);
             host = NULL;
@@ -891,7 +903,7 @@ static TsStatus ts_cuda_launch(TsWorker *w, const TsRunMsg *m, TsErr *err) {
             const TsDitCudaCond *cond = NULL;
             TsDitCudaWork *work = NULL;
             int i = r->step_begin + s;
-            if (!(rc = ts_cuda_cond(cu, r->id, &cond, err)) &&
+            if (!(rc = ts_cuda_cond(cu, r->id, ts_run_req_seed(w->o, r->id), &cond, err)) &&
                 !(rc = ts_dit_cuda_cache_get(&cu->cache, &cu->dm, m->width, m->height, m->degree, grank,
                                              &work, err)))
                 rc = ts_dit_cuda_step(&cu->dm, work, &comm, cond, ts_dit_schedule_t(i, r->steps),
@@ -1359,7 +1371,8 @@ static TsStatus ts_master_loop(TsMaster *m, TsErr *err) {
 static const char ts_run_usage[] =
     "usage: mpirun -np 1+W tetriserve run --backend emu|cpu|cuda --trace F.csv --profile F.csv\n"
     "                                     --policy P [--slo-scale X] [--speedup F] [--out F.h5]\n"
-    "                                     [--dit-preset NAME] [--gpus-per-node N] [--poll-us US]\n\n"
+    "                                     [--dit-preset NAME] [--gpus N] [--gpus-per-node N]\n"
+    "                                     [--seed S] [--poll-us US]\n\n"
     "The live executor: rank 0 replays the trace in real time with policy P (the\n"
     "simulator's engine and policy code), ranks 1..W are the W GPUs (GPU g = rank g+1).\n\n"
     "  --backend B            emu: each step sleeps its profiled time / speedup and real\n"
@@ -1377,7 +1390,10 @@ static const char ts_run_usage[] =
     "  --out F.h5             results file (default results/<trace>_<policy>_<backend>.h5)\n"
     "  --dit-preset NAME      model whose latent moves (emu default flux-dev, C=16) or runs\n"
     "                         (cpu default tiny, cuda default flux-dev)\n"
+    "  --gpus N               optional check: the GPUs the job was started for (must be W)\n"
     "  --gpus-per-node N      default: the profile's gpus_per_node, else W\n"
+    "  --seed S               cpu, cuda: the DiT's weights, and with each request's id its\n"
+    "                         noise and conditioning (default 1; recorded as the run's seed)\n"
     "  --poll-us US           polling interval of rank 0 and idle workers (default 100)\n"
     "  --quiet                no table on stdout\n\n%s";
 
@@ -1389,7 +1405,8 @@ static int ts_run_parse(int argc, char **argv, TsRunOpts *o, int rank, int *exit
         {"out", required_argument, NULL, 'o'},        {"dit-preset", required_argument, NULL, 'd'},
         {"gpus-per-node", required_argument, NULL, 'N'}, {"poll-us", required_argument, NULL, 'u'},
         {"fault-inject", required_argument, NULL, 'F'}, {"quiet", no_argument, NULL, 'q'},
-        {"pid-file", required_argument, NULL, 'I'},
+        {"pid-file", required_argument, NULL, 'I'}, {"gpus", required_argument, NULL, 'G'},
+        {"seed", required_argument, NULL, 'S'},
         {"help", no_argument, NULL, 'h'},             {NULL, 0, NULL, 0},
     };
     int a = 0, b = 0, c;
@@ -1405,6 +1422,7 @@ static int ts_run_parse(int argc, char **argv, TsRunOpts *o, int rank, int *exit
     o->slo_scale = 1.0;
     o->speedup = 1.0;
     o->poll_us = 100;
+    o->seed = 1;
     o->fault.rank = -1;
     ts_policy_config_default(&o->pcfg);
     *exit_code = 2;
@@ -1442,6 +1460,18 @@ static int ts_run_parse(int argc, char **argv, TsRunOpts *o, int rank, int *exit
                 snprintf(msg, sizeof msg, "--poll-us: '%s' is not an integer in 1..100000", optarg);
             break;
         case 'I': o->pid_file = optarg; break;
+        case 'G':
+            if (ts_parse_int(optarg, &o->gpus) || o->gpus < 1)
+                snprintf(msg, sizeof msg, "--gpus: '%s' is not an integer >= 1", optarg);
+            break;
+        case 'S': {
+            int64_t v;
+            if (ts_parse_int64(optarg, &v) || v < 0)
+                snprintf(msg, sizeof msg, "--seed: '%s' is not an integer >= 0", optarg);
+            else
+                o->seed = (uint64_t)v;
+            break;
+        }
         case 'F':
             if (ts_run_parse_fault(optarg, &o->fault, &err)) snprintf(msg, sizeof msg, "%s", err.msg);
             break;
@@ -1527,6 +1557,44 @@ static double ts_clock_sync(int rank, int size) {
     return offset;
 }
 
+/* What the run measured besides requests and segments, into the results
+ * file's /run group (README "Results file"): the figures the table prints.
+ * wstats (group communicators) is NULL when the run ended early. */
+static TsStatus ts_master_put_stats(const TsMaster *m, double wall_s, double round_s,
+                                    const int64_t *wstats, TsErr *err) {
+    const TsRunOpts *o = m->o;
+    double nd = m->n_decisions ? (double)m->n_decisions : 1;
+    double nl = m->n_launches ? (double)m->n_launches : 1;
+    double round_wall = round_s / o->speedup;
+    double ctl = m->send_s + m->recv_s;
+    TsStat v[] = {
+        {"wall_s", wall_s},
+        {"speedup", o->speedup},
+        {"poll_us", o->poll_us},
+        {"n_decisions", (double)m->n_decisions},
+        {"decide_s", m->decide_s},
+        {"n_launches", (double)m->n_launches},
+        {"n_rounds", (double)m->n_rounds},
+        {"n_plan_messages", (double)m->n_msgs},
+        {"plan_message_bytes_mean", m->n_msgs ? (double)m->msg_bytes / (double)m->n_msgs : 0.0},
+        {"send_s_per_decision", m->send_s / nd},
+        {"completion_s_per_launch", m->recv_s / nl},
+        {"control_fraction_of_round",
+         m->n_rounds && round_wall > 0 ? ctl / (double)m->n_rounds / round_wall : 0.0},
+        {"launch_delay_s_mean", m->delay_s_sum / nl},
+        {"n_probes", (double)m->n_probes},
+        {"probe_s_mean", m->n_probes ? m->probe_s / (double)m->n_probes : 0.0},
+        {"n_latent_moves", (double)m->n_moves},
+        {"latent_move_bytes", m->move_bytes},
+        {"latent_move_wait_s_mean", m->n_moves ? m->move_s_sum / (double)m->n_moves : 0.0},
+        {"latent_move_wait_s_max", m->move_s_max},
+        {"latent_checksum", o->backend == TS_BE_EMU ? NAN : m->checksum_sum},
+        {"groups_created_at_start", wstats ? (double)wstats[0] : NAN},
+        {"groups_created_lazily", wstats ? (double)wstats[1] : NAN},
+    };
+    return ts_results_put_stats(m->rf, "run", v, (int)(sizeof v / sizeof v[0]), err);
+}
+
 static void ts_master_print(const TsMaster *m, const TsTrace *t, const TsProfile *p,
                             const TsSummary *sum, const char *out, double wall_s,
                             const int64_t *wstats, char *popts, double round_s) {
@@ -1585,6 +1653,13 @@ int ts_cmd_run(int argc, char **argv) {
         if (rank == 0)
             fprintf(stderr, "tetriserve run: needs at least 2 MPI ranks (rank 0 schedules, ranks 1.. "
                             "are the GPUs); run it under mpirun -np 1+W or srun -n 1+W\n");
+        goto finalize;
+    }
+    if (o.gpus && o.gpus != size - 1) {
+        if (rank == 0)
+            fprintf(stderr, "tetriserve run: --gpus %d, but %d MPI ranks give %d GPU workers (start "
+                            "it with mpirun -np %d or srun -n %d)\n",
+                    o.gpus, size, size - 1, o.gpus + 1, o.gpus + 1);
         goto finalize;
     }
 
@@ -1660,7 +1735,7 @@ int ts_cmd_run(int argc, char **argv) {
             .policy_options = popts, .trace = t.path, .profile = p.path,
             .command_line = ts_cmd_line(argc, argv, "run"), .n_gpus = n_gpus,
             .gpus_per_node = m.st.gpus_per_node, .slo_scale = o.slo_scale, .round_s = round_s,
-            .seed = 0,
+            .seed = o.seed,
         };
         snprintf(m.partial, sizeof m.partial, "%s.partial", o.out);
         rc = ts_results_create(m.partial, &meta, &m.rf, &err);
@@ -1751,10 +1826,17 @@ int ts_cmd_run(int argc, char **argv) {
     m.t0 = ts_wall_s();
     TsStatus run_rc = ts_master_loop(&m, &err);
     double wall_s = ts_wall_s() - m.t0;
+    if (!run_rc) { /* the workers' group counts, for the file and the table */
+        TsRunMsg stop = {.kind = TS_RUN_MSG_STOP};
+        for (int r = 1; r < size; r++) ts_master_send(&m, &stop, r);
+        int64_t zero[2] = {0, 0};
+        MPI_Reduce(zero, wstats, 2, MPI_INT64_T, MPI_SUM, 0, MPI_COMM_WORLD);
+    }
     TsSummary sum;
     ts_summary_compute(&m.log, n_gpus, &sum);
     TsErr werr;
     TsStatus wrc = ts_results_finish(m.rf, &m.log, &sum, run_rc == TS_OK, &werr);
+    if (!wrc) wrc = ts_master_put_stats(&m, wall_s, round_s, run_rc ? NULL : wstats, &werr);
     if (!wrc && !(wrc = ts_snapshot(m.partial, o.out, &werr))) unlink(m.partial);
     if (run_rc) {
         fprintf(stderr, "tetriserve run: %s; results so far in %s (complete = 0)\n", err.msg, o.out);
@@ -1762,10 +1844,6 @@ int ts_cmd_run(int argc, char **argv) {
         fflush(stdout);
         MPI_Abort(MPI_COMM_WORLD, 3);
     }
-    TsRunMsg stop = {.kind = TS_RUN_MSG_STOP};
-    for (int r = 1; r < size; r++) ts_master_send(&m, &stop, r);
-    int64_t zero[2] = {0, 0};
-    MPI_Reduce(zero, wstats, 2, MPI_INT64_T, MPI_SUM, 0, MPI_COMM_WORLD);
     if (wrc) {
         fprintf(stderr, "tetriserve run: %s\n", werr.msg);
     } else {

@@ -87,9 +87,45 @@ done
 grep -Eq '^# latent moves: [1-9]' "$tmp/cpu_tetriserve.out" && ok "cpu tetriserve: $(grep '^# latent moves' "$tmp/cpu_tetriserve.out")" ||
     bad "cpu tetriserve moved no latent: $(grep '^# latent moves' "$tmp/cpu_tetriserve.out")"
 a=$(sum_of "$tmp/cpu_sp1.out") b=$(sum_of "$tmp/cpu_tetriserve.out")
-"$py" -c "import sys; a, b = float(sys.argv[1]), float(sys.argv[2]); sys.exit(abs(a - b) > 1e-5 * abs(a))" "$a" "$b" &&
+same_sum() { "$py" -c "import sys; a, b = float(sys.argv[1]), float(sys.argv[2]); sys.exit(not abs(a - b) <= 1e-5 * abs(a))" "$1" "$2"; }
+same_sum "$a" "$b" &&
     ok "cpu: same final latents with degree 1 only (sp1) and with moves (tetriserve): $a / $b" ||
     bad "cpu: final latents differ: sp1 $a, tetriserve $b"
+# The /run group of the results file holds what the table printed.
+moves=$(sed -n 's/^# latent moves: \([0-9]*\) .*/\1/p' "$tmp/cpu_tetriserve.out")
+"$py" -c "import h5py,sys; f=h5py.File(sys.argv[1],'r'); r=f['run'].attrs
+sys.exit(not (r['n_latent_moves'] == int(sys.argv[2]) and r['latent_move_bytes'] > 0 and f.attrs['seed'] == 1
+              and abs(r['latent_checksum'] - float(sys.argv[3])) <= 1e-6 * abs(float(sys.argv[3]))))" \
+    "$tmp/cpu_tetriserve.h5" "$moves" "$b" && ok "cpu tetriserve: /run records $moves latent moves, the checksum, seed 1" ||
+    bad "cpu tetriserve: /run group does not match the printed figures"
+# Arbitrary GPU subsets: rssp puts a 2-GPU request on the two lowest free
+# GPUs, here {1,2} (GPU 0 is busy), a group no pre-created communicator
+# covers: created lazily, and the latents still equal a degree-1 run's.
+cat >"$tmp/cpu2.csv" <<'EOF'
+# model: tiny
+# gpu: cpu
+# gpus_per_node: 4
+# source: hand numbers for the test (not measured)
+width,height,degree,batch,step_ms
+256,256,1,1,20
+256,512,1,1,40
+256,512,2,1,24
+EOF
+printf 'id,arrival_s,width,height,steps,slo_s\n0,0,256,256,12,2\n1,0.01,256,512,6,2\n2,0.02,256,256,6,2\n3,0.03,256,512,6,2\n' >"$tmp/sub.csv"
+for pol in rssp sp1; do
+    extra=(); [ $pol = rssp ] && extra=(--rssp-degrees 256:1,256x512:2)
+    mpirun -np 5 "$bin" run --backend cpu --trace "$tmp/sub.csv" --profile "$tmp/cpu2.csv" --policy $pol \
+        "${extra[@]}" --out "$tmp/sub_$pol.h5" >"$tmp/sub_$pol.out" 2>&1 || bad "cpu np 5 $pol on sub.csv"
+done
+lazy=$(sed -n 's/^# group communicators: [0-9]* created at start, \([0-9]*\) created lazily.*/\1/p' "$tmp/sub_rssp.out")
+sets=$("$py" -c "import h5py,sys; f=h5py.File(sys.argv[1],'r'); s=f['segments'][:]; g=f['segment_gpus'][:]
+print(' '.join(sorted({'{%s}' % ','.join(map(str, g[x['gpu_offset']:x['gpu_offset'] + x['degree']])) for x in s if x['degree'] > 1})))" "$tmp/sub_rssp.h5" 2>/dev/null)
+if check "$tmp/sub_rssp.h5" && [ "${lazy:-0}" -ge 1 ] && case " $sets " in *" {1,2} "*) true ;; *) false ;; esac &&
+    same_sum "$(sum_of "$tmp/sub_sp1.out")" "$(sum_of "$tmp/sub_rssp.out")"; then
+    ok "cpu rssp on GPU sets $sets: $lazy group(s) created lazily, same latents as sp1"
+else
+    bad "cpu rssp on arbitrary GPU subsets: sets '$sets', lazy '${lazy:-}'"; cat "$tmp/sub_rssp.out" "$tmp/check.out"
+fi
 
 # 3. bad input: one line from tetriserve, non-zero exit, quickly.
 expect_fail() { # what, pattern, np (0 = no mpirun), args...
@@ -127,6 +163,8 @@ expect_fail "cpu speedup" "--speedup: only the emu" 3 --backend cpu --speedup 2 
 expect_fail "missing trace file" "nofile.csv" 3 --backend emu --trace "$tmp/nofile.csv" --profile "$prof" --policy sp1
 expect_fail "bad fault spec" "--fault-inject" 3 --backend emu --fault-inject 0:die:1 "${good[@]}"
 expect_fail "one rank" "needs at least 2 MPI ranks" 0 --backend emu "${good[@]}"
+expect_fail "--gpus mismatch" "--gpus 4, but 3 MPI ranks give 2 GPU workers" 3 --backend emu --gpus 4 "${good[@]}"
+expect_fail "bad seed" "--seed: '-3' is not" 3 --backend cpu --seed -3 "${good[@]}"
 [ -e "$tmp/bad.h5" ] && bad "a results file was written on bad input" || ok "no results file on bad input"
 
 # 4. faults. A long-enough trace: the run must still be going when the fault hits.
