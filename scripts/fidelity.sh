@@ -4,14 +4,17 @@
 # (scripts/fidelity.py). Issue #5's targets:
 #   emu: |dSAR| <= 0.02, median latency error <= 2%
 #   cpu: |dSAR| <= 0.05, median latency error <= 10% (the tiny DiT on this
-#        machine, with the profile measured on it: profiles/tiny_cpu.csv)
+#        machine, with the profile measured on it: by default the script
+#        measures one first, `tetriserve profile --backend cpu`, so that the
+#        cost model is this machine's as it is now)
 #
 #   scripts/fidelity.sh [emu|cpu] [POLICY ...]   (default: emu rssp tetriserve)
 #
 # Environment (defaults per backend, emu / cpu):
 #   TS_FID_GPUS      workers                                   4 / 2
 #   TS_FID_PROFILE   cost model the policy plans with (and emu sleeps)
-#                    profiles/flux1-dev_h100x8.csv / profiles/tiny_cpu.csv
+#                    profiles/flux1-dev_h100x8.csv / measured now (see above)
+#   TS_FID_REPS      cpu: timed steps per profile cell (30)
 #   TS_FID_N         requests                                  80 / 40
 #   TS_FID_RATE      per minute                                30 / 40
 #   TS_FID_MIX       trace-gen --mix: emu 256:0.3,512:0.4,1024:0.3 (no 2048 px,
@@ -34,7 +37,7 @@ if [ $backend = emu ]; then
     run_extra=(--speedup "$speedup")
 else
     gpus=${TS_FID_GPUS:-2} n=${TS_FID_N:-40} rate=${TS_FID_RATE:-40} steps=${TS_FID_STEPS:-12}
-    mix=${TS_FID_MIX:-256:0.7,512:0.3} prof=${TS_FID_PROFILE:-profiles/tiny_cpu.csv}
+    mix=${TS_FID_MIX:-256:0.7,512:0.3} prof=${TS_FID_PROFILE:-}
     speedup=1 max_dsar=0.05 max_err=0.10
     run_extra=()
 fi
@@ -47,6 +50,13 @@ policies=("$@")
 [ ${#policies[@]} -gt 0 ] || policies=(rssp tetriserve)
 "$bin" trace-gen --n "$n" --rate "$rate" --mix "$mix" --steps "$steps" --seed "$seed" \
     --out "$tmp/trace.csv" >/dev/null
+if [ -z "$prof" ]; then # cpu: this machine's profile, now, for the sizes of the mix
+    sizes=$(echo "$mix" | tr ',' '\n' | cut -d: -f1 | paste -sd, -)
+    prof=$tmp/profile.csv
+    mpirun -np "$gpus" "$bin" profile --backend cpu --preset tiny --sizes "$sizes" \
+        --reps "${TS_FID_REPS:-30}" --out "$prof" >/dev/null
+    echo "# profile measured now: $(grep -v '^#' "$prof" | tail -n +2 | cut -d, -f1,3,5 | tr '\n' ' ')(width,degree,step_ms)"
+fi
 echo "# fidelity: $backend run vs simulate; $n requests at $rate/min, mix $mix, $steps steps, $gpus GPUs, speedup $speedup, $prof; targets |dSAR| <= $max_dsar, median latency error <= $max_err"
 rc=0
 for p in "${policies[@]}"; do

@@ -113,6 +113,7 @@ enum { TAG_CTRL = 1, TAG_DONE = 2, TAG_SYNC = 3, TAG_STATS = 4, TAG_LATENT = 100
 #define TS_IDLE_POLL_S 0.001
 #define TS_FAST_POLL_S 10e-6 /* rank 0 right after a launch's expected end */
 #define TS_FAST_WINDOW_S 0.002
+#define TS_MASTER_NAP_S 0.02 /* rank 0's longest sleep: signals and flushes are seen within it */
 
 /* ------------------------------------------------------------ options */
 
@@ -144,11 +145,15 @@ static void ts_sleep_s(double s) {
     nanosleep(&ts, NULL);
 }
 
-/* Sleep until the monotonic clock reads `wall` (ts_wall_s's clock). */
+/* Set by rank 0's SIGINT/SIGTERM handler (ts_run_on_signal). */
+static volatile sig_atomic_t ts_run_signal = 0;
+
+/* Sleep until the monotonic clock reads `wall` (ts_wall_s's clock), or
+ * until SIGINT/SIGTERM reaches rank 0. */
 static void ts_sleep_until(double wall) {
     if (wall <= ts_wall_s()) return;
     struct timespec ts = {(time_t)wall, (long)((wall - floor(wall)) * 1e9)};
-    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR) {
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR && !ts_run_signal) {
     }
 }
 
@@ -1051,7 +1056,6 @@ done:
     return rc;
 }
 
-static volatile sig_atomic_t ts_run_signal = 0;
 static void ts_run_on_signal(int sig) { ts_run_signal = sig; }
 
 typedef struct TsSlot {
@@ -1341,7 +1345,15 @@ static TsStatus ts_master_loop(TsMaster *m, TsErr *err) {
             m->last_flush = ts_wall_s();
         }
         if (decided) continue; /* look again before sleeping */
-        double until = wall + poll;
+        /* Sleep until the next thing that can happen: an arrival, a policy
+         * wake-up, a launch's planned end (a report cannot be due before
+         * it; one that comes early is taken then, as the simulator would
+         * see it). Only past a planned end does rank 0 poll, finely for
+         * TS_FAST_WINDOW_S, then every --poll-us: with the workers on every
+         * core (cpu backend, oversubscribed), a rank 0 that woke every
+         * 100 us preempted a worker in the middle of a sequence-parallel
+         * step and stalled its whole group. */
+        double until = wall + TS_MASTER_NAP_S;
         if (st->n_arrived < st->n_req) {
             double a = m->t0 + st->req[st->n_arrived].arrival_s / m->o->speedup;
             if (a < until) until = a;
@@ -1350,14 +1362,12 @@ static TsStatus ts_master_loop(TsMaster *m, TsErr *err) {
             double a = m->t0 + top->time_s / m->o->speedup;
             if (a < until) until = a;
         }
-        /* Wake at a launch's expected end, then poll finely for a moment:
-         * the next decision waits for that report. */
         for (int64_t s = 0; s < m->cap_slots; s++) {
             const TsSlot *sl = &m->slots[s];
             if (!sl->in_use) continue;
             double a = sl->end_wall > wall                    ? sl->end_wall
                        : wall - sl->end_wall < TS_FAST_WINDOW_S ? wall + TS_FAST_POLL_S
-                                                                : until;
+                                                                : wall + poll;
             if (a < until) until = a;
         }
         ts_sleep_until(until);
