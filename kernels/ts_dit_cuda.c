@@ -284,33 +284,15 @@ void ts_dit_cuda_cond_free(TsDitCudaCond *dc) {
 enum { W_X, W_XM, W_LIN, W_ATTN, W_Y, W_COS, W_SIN, W_SEND, W_QF, W_KF, W_VF, W_OF, W_TEMB,
        W_VEC, W_TMP, W_MOD, W_PATCHES, W_VEL_SEND, W_VEL_ALL, W_XB, W_VECB, W_N };
 
-/* The geometry of ts_dit_work_init (exactly: the CPU and GPU steps split
- * the sequence alike) and the byte size of every buffer, all in int64 (the
+/* The geometry of ts_dit_work_init (ts_dit_split: the CPU and GPU steps
+ * split the sequence alike) and the byte size of every buffer, all in int64 (the
  * largest, lin, is 1.45 GB for FLUX.1-dev at 2048 px). */
 static TsStatus work_geometry(TsDitCudaWork *w, const TsDitConfig *c, int width_px, int height_px,
                               int degree, int rank, int64_t *sizes, int64_t *total, TsErr *err) {
     memset(w, 0, sizeof *w);
-    TRY(ts_dit_check_size(c, width_px, height_px, err));
-    if (degree < 1 || c->heads % degree)
-        return ts_err(err, TS_ERR_INPUT, "model %s: degree %d does not divide its %d heads", c->name,
-                      degree, c->heads);
-    if (rank < 0 || rank >= degree)
-        return ts_err(err, TS_ERR_INTERNAL, "rank %d outside a group of %d", rank, degree);
-    w->width_px = width_px, w->height_px = height_px, w->degree = degree, w->rank = rank;
-    w->lat_h = height_px / c->vae_factor, w->lat_w = width_px / c->vae_factor;
-    w->n_txt = c->txt_tokens;
-    w->n_img = ts_dit_image_tokens(c, width_px, height_px);
-    w->s_total = w->n_txt + w->n_img;
-    w->s_pad = (w->s_total + degree - 1) / degree * degree;
-    w->s_loc = w->s_pad / degree;
-    w->s0 = (int64_t)rank * w->s_loc;
-    int64_t g1 = w->s0 + w->s_loc;
-    int64_t t_end = g1 < w->n_txt ? g1 : w->n_txt;
-    w->loc_txt = t_end > w->s0 ? t_end - w->s0 : 0;
-    int64_t i_beg = w->s0 > w->n_txt ? w->s0 : w->n_txt;
-    int64_t i_end = g1 < w->s_total ? g1 : w->s_total;
-    w->loc_img = i_end > i_beg ? i_end - i_beg : 0;
-    w->img0 = i_beg - w->n_txt;
+    TsDitSplit g;
+    TRY(ts_dit_split(c, width_px, height_px, degree, rank, &g, err));
+    TS_DIT_SPLIT_COPY(w, g);
 
     int64_t h = c->hidden, mlp = (int64_t)c->mlp_ratio * h, half = c->head_dim / 2;
     int64_t cp = (int64_t)c->latent_channels * c->patch * c->patch;

@@ -281,10 +281,9 @@ static float *carve(float **p, int64_t n) {
     return r;
 }
 
-TsStatus ts_dit_work_init(TsDitWork *w, const TsDit *m, int width_px, int height_px, int degree,
-                          int rank, TsErr *err) {
-    memset(w, 0, sizeof *w);
-    const TsDitConfig *c = &m->cfg;
+TsStatus ts_dit_split(const TsDitConfig *c, int width_px, int height_px, int degree, int rank,
+                      TsDitSplit *s, TsErr *err) {
+    memset(s, 0, sizeof *s);
     TsStatus st = ts_dit_check_size(c, width_px, height_px, err);
     if (st != TS_OK) return st;
     if (degree < 1 || c->heads % degree)
@@ -292,21 +291,33 @@ TsStatus ts_dit_work_init(TsDitWork *w, const TsDit *m, int width_px, int height
                       degree, c->heads);
     if (rank < 0 || rank >= degree)
         return ts_err(err, TS_ERR_INTERNAL, "rank %d outside a group of %d", rank, degree);
-    w->width_px = width_px, w->height_px = height_px, w->degree = degree, w->rank = rank;
-    w->lat_h = height_px / c->vae_factor, w->lat_w = width_px / c->vae_factor;
-    w->n_txt = c->txt_tokens;
-    w->n_img = ts_dit_image_tokens(c, width_px, height_px);
-    w->s_total = w->n_txt + w->n_img;
-    w->s_pad = (w->s_total + degree - 1) / degree * degree;
-    w->s_loc = w->s_pad / degree;
-    w->s0 = (int64_t)rank * w->s_loc;
-    int64_t g1 = w->s0 + w->s_loc;
-    int64_t t_end = g1 < w->n_txt ? g1 : w->n_txt;
-    w->loc_txt = t_end > w->s0 ? t_end - w->s0 : 0;
-    int64_t i_beg = w->s0 > w->n_txt ? w->s0 : w->n_txt;
-    int64_t i_end = g1 < w->s_total ? g1 : w->s_total;
-    w->loc_img = i_end > i_beg ? i_end - i_beg : 0;
-    w->img0 = i_beg - w->n_txt;
+    s->width_px = width_px, s->height_px = height_px, s->degree = degree, s->rank = rank;
+    s->lat_h = height_px / c->vae_factor, s->lat_w = width_px / c->vae_factor;
+    s->n_txt = c->txt_tokens;
+    s->n_img = ts_dit_image_tokens(c, width_px, height_px);
+    s->s_total = s->n_txt + s->n_img;
+    /* pad to a multiple of k, k equal contiguous ranges: text tokens first */
+    s->s_pad = (s->s_total + degree - 1) / degree * degree;
+    s->s_loc = s->s_pad / degree;
+    s->s0 = (int64_t)rank * s->s_loc;
+    int64_t g1 = s->s0 + s->s_loc;
+    int64_t t_end = g1 < s->n_txt ? g1 : s->n_txt;
+    s->loc_txt = t_end > s->s0 ? t_end - s->s0 : 0;
+    int64_t i_beg = s->s0 > s->n_txt ? s->s0 : s->n_txt;
+    int64_t i_end = g1 < s->s_total ? g1 : s->s_total;
+    s->loc_img = i_end > i_beg ? i_end - i_beg : 0;
+    s->img0 = i_beg - s->n_txt;
+    return TS_OK;
+}
+
+TsStatus ts_dit_work_init(TsDitWork *w, const TsDit *m, int width_px, int height_px, int degree,
+                          int rank, TsErr *err) {
+    memset(w, 0, sizeof *w);
+    const TsDitConfig *c = &m->cfg;
+    TsDitSplit g;
+    TsStatus st = ts_dit_split(c, width_px, height_px, degree, rank, &g, err);
+    if (st != TS_OK) return st;
+    TS_DIT_SPLIT_COPY(w, g);
 
     int64_t h = c->hidden, mlp = (int64_t)c->mlp_ratio * h, half = c->head_dim / 2;
     int64_t cp = (int64_t)c->latent_channels * c->patch * c->patch;

@@ -197,6 +197,33 @@ typedef struct TsDitComm {
 extern const TsDitComm ts_dit_comm_loopback;
 
 /* Activations of one rank for one (resolution, degree). */
+/* How degree k splits the joint sequence of one (resolution, rank): the
+ * geometry every step implementation (CPU ts_dit_step, GPU
+ * ts_dit_cuda_step) must share exactly, so it is computed in one place
+ * (ts_dit_split) and copied into each workspace (TS_DIT_SPLIT_COPY). */
+typedef struct TsDitSplit {
+    int width_px, height_px, degree, rank;
+    int lat_h, lat_w;
+    int64_t n_txt, n_img, s_total, s_pad, s_loc, s0;
+    int64_t loc_txt, loc_img, img0;
+} TsDitSplit;
+
+/* Check the size, the degree (it must divide the heads) and the rank, and
+ * fill the split. */
+TsStatus ts_dit_split(const TsDitConfig *cfg, int width_px, int height_px, int degree, int rank,
+                      TsDitSplit *s, TsErr *err);
+
+/* The split's fields into a workspace with the same field names. */
+#define TS_DIT_SPLIT_COPY(w, g)                                                                    \
+    do {                                                                                           \
+        (w)->width_px = (g).width_px, (w)->height_px = (g).height_px;                              \
+        (w)->degree = (g).degree, (w)->rank = (g).rank;                                            \
+        (w)->lat_h = (g).lat_h, (w)->lat_w = (g).lat_w;                                            \
+        (w)->n_txt = (g).n_txt, (w)->n_img = (g).n_img, (w)->s_total = (g).s_total;                \
+        (w)->s_pad = (g).s_pad, (w)->s_loc = (g).s_loc, (w)->s0 = (g).s0;                          \
+        (w)->loc_txt = (g).loc_txt, (w)->loc_img = (g).loc_img, (w)->img0 = (g).img0;              \
+    } while (0)
+
 typedef struct TsDitWork {
     int width_px, height_px, degree, rank;
     int lat_h, lat_w;
