@@ -2,10 +2,14 @@
 """Compare a live run with a simulation of the same trace and profile.
 
 usage: /usr/bin/python3 scripts/fidelity.py RUN.h5 SIM.h5 [--max-dsar X] [--max-lat-err F]
+       /usr/bin/python3 scripts/fidelity.py --average-profiles OUT.csv A.csv B.csv
 
 Prints SAR of both, |dSAR|, and the per-request latency error |L_run - L_sim| / L_sim
 (latency = finish - arrival) over requests finished in both: median, p90, max.
 With --max-dsar / --max-lat-err (fraction, e.g. 0.02), exits 1 if a target is missed.
+--average-profiles writes a profile whose step_ms is the mean of A's and B's
+(same cells), step_ms_p99 their maximum, with A's metadata and a source line
+saying so (scripts/fidelity.sh: the machine's speed during a run).
 """
 import argparse
 import sys
@@ -22,7 +26,41 @@ def load(path):
                     sar=float(s["sar"]), mode=f.attrs["mode"], backend=f.attrs["backend"])
 
 
+def average_profiles(out, a, b):
+    def read(path):
+        meta, rows, header = [], {}, None
+        for line in open(path):
+            if line.startswith("#"):
+                meta.append(line)
+            elif header is None:
+                header = line.strip().split(",")
+            elif line.strip():
+                f = dict(zip(header, line.strip().split(",")))
+                rows[(f["width"], f["height"], f["degree"], f.get("batch", "1"))] = f
+        return meta, header, rows
+    ma, ha, ra = read(a)
+    _, _, rb = read(b)
+    if set(ra) != set(rb):
+        sys.exit("fidelity.py: %s and %s do not have the same cells" % (a, b))
+    with open(out, "w") as o:
+        for line in ma:
+            if line.startswith("# source:"):
+                line = "# source: mean of two profiles measured before and after a run: %s, %s\n" % (a, b)
+            o.write(line)
+        o.write(",".join(ha) + "\n")
+        for k, fa in ra.items():
+            fb = rb[k]
+            f = dict(fa)
+            f["step_ms"] = "%.3f" % (0.5 * (float(fa["step_ms"]) + float(fb["step_ms"])))
+            if "step_ms_p99" in f:
+                f["step_ms_p99"] = "%.3f" % max(float(fa["step_ms_p99"]), float(fb["step_ms_p99"]))
+            o.write(",".join(f[h] for h in ha) + "\n")
+    return 0
+
+
 def main():
+    if len(sys.argv) == 5 and sys.argv[1] == "--average-profiles":
+        return average_profiles(*sys.argv[2:5])
     ap = argparse.ArgumentParser()
     ap.add_argument("run")
     ap.add_argument("sim")

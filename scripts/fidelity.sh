@@ -5,8 +5,11 @@
 #   emu: |dSAR| <= 0.02, median latency error <= 2%
 #   cpu: |dSAR| <= 0.05, median latency error <= 10% (the tiny DiT on this
 #        machine, with the profile measured on it: by default the script
-#        measures one first, `tetriserve profile --backend cpu`, so that the
-#        cost model is this machine's as it is now)
+#        measures one (`tetriserve profile --backend cpu`) just before each
+#        run, which the run plans with, and one just after; the simulator
+#        is judged with their average, the machine's speed during the run,
+#        and its prediction from the "before" profile alone is printed too:
+#        on a VM whose speed drifts the two differ by the drift)
 #
 #   scripts/fidelity.sh [emu|cpu] [POLICY ...]   (default: emu rssp tetriserve)
 #
@@ -52,21 +55,38 @@ policies=("$@")
 [ ${#policies[@]} -gt 0 ] || policies=(rssp tetriserve)
 "$bin" trace-gen --n "$n" --rate "$rate" --mix "$mix" --steps "$steps" --seed "$seed" \
     --out "$tmp/trace.csv" >/dev/null
-if [ -z "$prof" ]; then # cpu: this machine's profile, now, for the sizes of the mix
-    sizes=$(echo "$mix" | tr ',' '\n' | cut -d: -f1 | paste -sd, -)
-    prof=$tmp/profile.csv
+own=0
+[ -z "$prof" ] && own=1
+sizes=$(echo "$mix" | tr ',' '\n' | cut -d: -f1 | paste -sd, -)
+# profile_now OUT: this machine's profile, now, for the sizes of the mix.
+profile_now() {
     mpirun -np "$gpus" "$bin" profile --backend cpu --preset tiny --sizes "$sizes" \
-        --reps "${TS_FID_REPS:-30}" --out "$prof" >/dev/null
-    echo "# profile measured now: $(grep -v '^#' "$prof" | tail -n +2 | cut -d, -f1,3,5 | tr '\n' ' ')(width,degree,step_ms)"
-fi
-echo "# fidelity: $backend run vs simulate; $n requests at $rate/min, mix $mix, $steps steps, $gpus GPUs, speedup $speedup, $prof; targets |dSAR| <= $max_dsar, median latency error <= $max_err"
+        --reps "${TS_FID_REPS:-30}" --out "$1" >/dev/null
+}
+cells() { grep -v '^#' "$1" | tail -n +2 | cut -d, -f1,3,5 | tr '\n' ' '; }
 rc=0
 for p in "${policies[@]}"; do
-    "$bin" simulate --trace "$tmp/trace.csv" --profile "$prof" --gpus "$gpus" --policy "$p" \
-        --out "$tmp/sim_$p.h5" --quiet
+    echo "## $p"
+    if [ $own = 1 ]; then
+        prof=$tmp/before.csv
+        profile_now "$prof"
+    fi
     mpirun -np $((gpus + 1)) "$bin" run --backend "$backend" --trace "$tmp/trace.csv" --profile "$prof" \
         --policy "$p" "${run_extra[@]}" --out "$tmp/run_$p.h5" --quiet
-    echo "## $p"
+    judged=$prof
+    if [ $own = 1 ]; then
+        profile_now "$tmp/after.csv"
+        /usr/bin/python3 scripts/fidelity.py --average-profiles "$tmp/during.csv" "$prof" "$tmp/after.csv"
+        echo "# profile before: $(cells "$prof")after: $(cells "$tmp/after.csv")(width,degree,step_ms)"
+        "$bin" simulate --trace "$tmp/trace.csv" --profile "$prof" --gpus "$gpus" --policy "$p" \
+            --out "$tmp/sim_before_$p.h5" --quiet
+        echo "# predicted from the profile before the run alone:"
+        /usr/bin/python3 scripts/fidelity.py "$tmp/run_$p.h5" "$tmp/sim_before_$p.h5" | tail -n +2 | sed 's/^/#   /'
+        echo "# with the machine's speed during the run (before and after averaged), judged:"
+        judged=$tmp/during.csv
+    fi
+    "$bin" simulate --trace "$tmp/trace.csv" --profile "$judged" --gpus "$gpus" --policy "$p" \
+        --out "$tmp/sim_$p.h5" --quiet
     /usr/bin/python3 scripts/fidelity.py "$tmp/run_$p.h5" "$tmp/sim_$p.h5" --max-dsar "$max_dsar" \
         --max-lat-err "$max_err" | tail -n +2 || rc=1
 done
