@@ -19,14 +19,7 @@ BIN=./tetriserve
 mkdir -p "$OUT"
 [ -x "$BIN" ] || make -s
 
-sweep() {
-    if [ "$NP" -gt 1 ]; then
-        OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1 \
-            mpirun --oversubscribe -np "$NP" "$BIN" sweep --quiet "$@"
-    else
-        "$BIN" sweep --quiet "$@"
-    fi
-}
+. scripts/sweep_lib.sh # sweep ARGS...
 
 # name|policy|--choice value ("" = the policy's defaults)
 variants=(

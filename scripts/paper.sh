@@ -20,14 +20,7 @@ RATES=6,9,12,15,18,24,30,36,48
 mkdir -p "$OUT"
 [ -x "$BIN" ] || make -s
 
-sweep() {
-    if [ "$NP" -gt 1 ]; then
-        OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1 \
-            mpirun --oversubscribe -np "$NP" "$BIN" sweep --quiet "$@"
-    else
-        "$BIN" sweep --quiet "$@"
-    fi
-}
+. scripts/sweep_lib.sh # sweep ARGS...
 
 t0=$(date +%s)
 for prof in flux sd3; do
