@@ -39,6 +39,7 @@
 #include "mpi_nccl.h"
 #include "ts_dit_cuda.h"
 #include "ts_kernels_cuda.h"
+#include "ts_test_dit.h"
 
 static int failures;
 
@@ -65,28 +66,9 @@ static int launcher_rank0(void) {
     return !r || strcmp(r, "0") == 0;
 }
 
-typedef struct Fixture {
-    TsDit m;
-    float *txt, *pooled;
-    TsDitCond cond;
-} Fixture;
-
 static void fixture_init(Fixture *f) {
     TsErr err;
-    TsDitConfig cfg;
-    OK(ts_dit_config_preset("tiny", &cfg, &err));
-    OK(ts_dit_init(&f->m, &cfg, &err));
-    OK(ts_dit_weights_from_seed(&f->m, 42, &err));
-    f->txt = malloc(sizeof(float) * (size_t)cfg.txt_tokens * (size_t)cfg.ctx_dim);
-    f->pooled = malloc(sizeof(float) * (size_t)cfg.pooled_dim);
-    ts_dit_cond_from_seed(&cfg, 7, f->txt, f->pooled);
-    f->cond = (TsDitCond){.txt = f->txt, .pooled = f->pooled, .guidance = 3.5f};
-}
-
-static void fixture_free(Fixture *f) {
-    ts_dit_free(&f->m);
-    free(f->txt);
-    free(f->pooled);
+    OK(fixture_make(f, "tiny", 42, &err));
 }
 
 /* Compare the velocities (latent update / dt) of got and ref from start. */

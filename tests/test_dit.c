@@ -7,31 +7,13 @@
 #include <math.h>
 
 #include "ts_dit.h"
+#include "ts_test_dit.h"
 
 #define SEED 20251001u
 
-typedef struct Fixture {
-    TsDit m;
-    float *txt, *pooled;
-    TsDitCond cond;
-} Fixture;
-
 static void fixture_init(Fixture *f, const char *preset, uint64_t seed) {
     TsErr err = {{0}};
-    TsDitConfig cfg;
-    if (ts_dit_config_preset(preset, &cfg, &err) != TS_OK) fail_msg("%s", err.msg);
-    if (ts_dit_init(&f->m, &cfg, &err) != TS_OK) fail_msg("%s", err.msg);
-    if (ts_dit_weights_from_seed(&f->m, seed, &err) != TS_OK) fail_msg("%s", err.msg);
-    f->txt = malloc(sizeof(float) * (size_t)cfg.txt_tokens * (size_t)cfg.ctx_dim);
-    f->pooled = malloc(sizeof(float) * (size_t)cfg.pooled_dim);
-    ts_dit_cond_from_seed(&cfg, 7, f->txt, f->pooled);
-    f->cond = (TsDitCond){.txt = f->txt, .pooled = f->pooled, .guidance = 3.5f};
-}
-
-static void fixture_free(Fixture *f) {
-    ts_dit_free(&f->m);
-    free(f->txt);
-    free(f->pooled);
+    if (fixture_make(f, preset, seed, &err) != TS_OK) fail_msg("%s", err.msg);
 }
 
 static float *noise(const TsDit *m, int w, int h) {

@@ -17,6 +17,7 @@
  * The kernels themselves are checked against their CPU twins on a GPU by
  * make test-gpu (tests/gpu_test_kernels.c, tests/gpu_test_dit.c). */
 #include "ts_test.h"
+#include "ts_test_dit.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -29,28 +30,9 @@
 
 #define SEED 20251001u
 
-typedef struct Fixture {
-    TsDit m;
-    float *txt, *pooled;
-    TsDitCond cond;
-} Fixture;
-
 static void fixture_init(Fixture *f) {
     TsErr err = {{0}};
-    TsDitConfig cfg;
-    if (ts_dit_config_preset("tiny", &cfg, &err) != TS_OK) fail_msg("%s", err.msg);
-    if (ts_dit_init(&f->m, &cfg, &err) != TS_OK) fail_msg("%s", err.msg);
-    if (ts_dit_weights_from_seed(&f->m, SEED, &err) != TS_OK) fail_msg("%s", err.msg);
-    f->txt = malloc(sizeof(float) * (size_t)cfg.txt_tokens * (size_t)cfg.ctx_dim);
-    f->pooled = malloc(sizeof(float) * (size_t)cfg.pooled_dim);
-    ts_dit_cond_from_seed(&cfg, 7, f->txt, f->pooled);
-    f->cond = (TsDitCond){.txt = f->txt, .pooled = f->pooled, .guidance = 3.5f};
-}
-
-static void fixture_free(Fixture *f) {
-    ts_dit_free(&f->m);
-    free(f->txt);
-    free(f->pooled);
+    if (fixture_make(f, "tiny", SEED, &err) != TS_OK) fail_msg("%s", err.msg);
 }
 
 /* rel L2 of the velocities recovered from the updates, and max abs over max |ref| */
