@@ -70,11 +70,15 @@ def rows(path):
             for l in open(path) if l[0].isdigit()}
 want, got = rows(sys.argv[1]), rows(sys.argv[2])
 assert len(got) == 4, got
+# Emulated steps sleep to absolute deadlines: never early (2% for clock
+# granularity), late only by the wake-up of a process on a loaded 2-core
+# machine (15% + 1 ms). A wrong cell would be off by 30% or more (the
+# profile's neighbouring cells differ by that much).
 worst = 0
 for k, v in got.items():
-    err = abs(v - want[k]) / want[k]
-    worst = max(worst, err)
-    assert err < 0.10, (k, v, want[k])
+    err = (v - want[k]) / want[k]
+    worst = max(worst, abs(err))
+    assert -0.02 < err and v - want[k] < 0.15 * want[k] + 1.0, (k, v, want[k])
 print("4 rows, worst error %.2f%%" % (100 * worst))
 EOF
         ok "emu: reproduces $src: $(cat "$tmp/emu.cmp")"
