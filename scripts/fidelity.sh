@@ -29,6 +29,7 @@
 #                    speedup; tetriserve, 80 requests: |dSAR| 0-0.0125 at 2,
 #                    0.0125-0.025 at 4, a few deadlines flipped at 10)
 #   TS_FID_SEED      5
+#   TS_FID_KEEP      a directory: keep the trace, profiles and results files there
 # Exit 1 if a target is missed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -49,8 +50,13 @@ fi
 seed=${TS_FID_SEED:-5}
 export OPENBLAS_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMPI_MCA_rmaps_base_oversubscribe=1
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+if [ -n "${TS_FID_KEEP:-}" ]; then
+    tmp=$TS_FID_KEEP
+    mkdir -p "$tmp"
+else
+    tmp=$(mktemp -d)
+    trap 'rm -rf "$tmp"' EXIT
+fi
 policies=("$@")
 [ ${#policies[@]} -gt 0 ] || policies=(rssp tetriserve)
 "$bin" trace-gen --n "$n" --rate "$rate" --mix "$mix" --steps "$steps" --seed "$seed" \

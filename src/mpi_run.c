@@ -1721,7 +1721,7 @@ int ts_cmd_run(int argc, char **argv) {
                 ts_err_prefix(&err, "%s: request %lld", t.path, (long long)t.req[i].id);
                 goto setup_done;
             }
-        TsEngineConfig ecfg = {n_gpus, o.gpn, o.slo_scale};
+        TsEngineConfig ecfg = {n_gpus, o.gpn, o.slo_scale, NULL};
         if (ecfg.gpus_per_node <= 0) ecfg.gpus_per_node = p.gpus_per_node > 0 ? p.gpus_per_node : n_gpus;
         ts_log_init(&m.log, t.n);
         m.ops = ts_policy_find(o.policy);

@@ -93,10 +93,11 @@ int ts_cmd_simulate(int argc, char **argv) {
         {"slo-scale", required_argument, NULL, 's'}, {"seed", required_argument, NULL, 'S'},
         {"out", required_argument, NULL, 'o'},     {"no-out", no_argument, NULL, 'n'},
         {"gpus-per-node", required_argument, NULL, 'N'}, {"quiet", no_argument, NULL, 'q'},
+        {"exec-profile", required_argument, NULL, 'x'},
         {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
     };
     struct option *opts = ts_merge_options(own);
-    const char *trace = NULL, *profile = NULL, *policy = NULL, *out = NULL;
+    const char *trace = NULL, *profile = NULL, *policy = NULL, *out = NULL, *exec_profile = NULL;
     int gpus = 0, gpn = 0, no_out = 0, quiet = 0, c, rc = 2;
     double scale = 1.0;
     int64_t seed = 0;
@@ -114,6 +115,7 @@ int ts_cmd_simulate(int argc, char **argv) {
         switch (c) {
         case 't': trace = optarg; break;
         case 'p': profile = optarg; break;
+        case 'x': exec_profile = optarg; break;
         case 'P': policy = optarg; break;
         case 'o': out = optarg; break;
         case 'n': no_out = 1; break;
@@ -146,11 +148,15 @@ int ts_cmd_simulate(int argc, char **argv) {
             char names[256];
             ts_policy_names(names, sizeof names);
             printf("usage: tetriserve simulate --trace F.csv --profile F.csv --gpus N --policy P\n"
-                   "                           [--slo-scale X] [--seed S] [--out F.h5 | --no-out]\n\n"
+                   "                           [--slo-scale X] [--seed S] [--out F.h5 | --no-out]\n"
+                   "                           [--exec-profile F.csv]\n\n"
                    "Dry-run policy P on the trace with the profile's step times and write the\n"
                    "results file (default results/<trace>_<policy>_x<scale>.h5).\n\n"
                    "  --trace F.csv          request trace (SPEC.md format)\n"
-                   "  --profile F.csv        cost model (SPEC.md format)\n"
+                   "  --profile F.csv        cost model (SPEC.md format) the policy plans with\n"
+                   "  --exec-profile F.csv   the step times launches take (default: --profile):\n"
+                   "                         what if the cost model is off (same resolutions and\n"
+                   "                         degrees needed; recorded as exec_profile)\n"
                    "  --gpus N               GPUs in the simulated cluster\n"
                    "  --gpus-per-node N      default: the profile's gpus_per_node, else N\n"
                    "  --policy P             one of: %s\n"
@@ -186,7 +192,16 @@ int ts_cmd_simulate(int argc, char **argv) {
     TsTrace t;
     TsProfile p;
     rc = 1;
+    TsProfile xp;
+    int have_xp = 0;
     if (ts_load_inputs("simulate", trace, profile, &t, &p)) goto done;
+    if (exec_profile) {
+        if (ts_profile_load(exec_profile, &xp, &err)) {
+            fprintf(stderr, "tetriserve simulate: --exec-profile: %s\n", err.msg);
+            goto free_inputs;
+        }
+        have_xp = 1;
+    }
     char outbuf[1024], stem[256];
     if (!out && !no_out) {
         if (mkdir("results", 0777) && errno != EEXIST) {
@@ -198,8 +213,8 @@ int ts_cmd_simulate(int argc, char **argv) {
         out = outbuf;
     }
     TsScenario sc = {
-        .trace = &t, .profile = &p, .ops = ops, .pcfg = pcfg, .n_gpus = gpus,
-        .gpus_per_node = gpn, .slo_scale = scale, .seed = (uint64_t)seed,
+        .trace = &t, .profile = &p, .exec_profile = have_xp ? &xp : NULL, .ops = ops, .pcfg = pcfg,
+        .n_gpus = gpus, .gpus_per_node = gpn, .slo_scale = scale, .seed = (uint64_t)seed,
         .out_path = no_out ? NULL : out, .command_line = ts_cmd_line(argc, argv, "simulate"),
     };
     TsScenarioResult res;
@@ -212,6 +227,7 @@ int ts_cmd_simulate(int argc, char **argv) {
         rc = 0;
         if (!quiet) {
             ts_cmd_print_header("simulate", &t, &p);
+            if (have_xp) printf("# exec profile: %s (the step times launches take)\n", xp.path);
             printf("# gpus: %d  policy: %s (%s)  slo_scale: %.3f  seed: %lld  round_s: %.6f\n", gpus,
                    policy, res.policy_options, scale, (long long)seed, res.round_s);
             printf("# out: %s\n", sc.out_path ? sc.out_path : "(none)");
@@ -222,6 +238,7 @@ int ts_cmd_simulate(int argc, char **argv) {
     }
     ts_log_free(&res.log);
 free_inputs:
+    if (have_xp) ts_profile_free(&xp);
     ts_trace_free(&t);
     ts_profile_free(&p);
 done:

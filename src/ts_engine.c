@@ -76,6 +76,11 @@ TsStatus ts_engine_init(TsState *st, const TsTrace *t, const TsCostModel *cm, co
     st->gpus_per_node = cfg->gpus_per_node > 0 ? cfg->gpus_per_node : cfg->n_gpus;
     st->slo_scale = cfg->slo_scale;
     st->cost = cm;
+    st->exec = cfg->exec ? cfg->exec : cm;
+    for (int r = 0; st->exec != cm && r <= cm->n_res; r++)
+        if (r == cm->n_res ? st->exec->n_res != cm->n_res
+                           : st->exec->width[r] != cm->width[r] || st->exec->height[r] != cm->height[r])
+            return ts_err(err, TS_ERR_INTERNAL, "the execution cost model was built for another trace");
     st->log = log;
     st->n_req = t->n;
     st->req = ts_xcalloc((size_t)t->n, sizeof *st->req);
@@ -244,8 +249,16 @@ TsStatus ts_engine_launch(TsState *st, const TsPlan *plan, int64_t k, int64_t ro
                               (long long)k, g);
     }
 
+    const TsCostModel *ex = st->exec;
+    if (ex != cm) { /* what the launch takes, as opposed to what was planned */
+        int de = ts_cost_degree_index(ex, l->degree);
+        step_s = de >= 0 && l->n_req <= ex->max_batch ? ts_cost_step_s(ex, res, de, l->n_req) : NAN;
+        if (!(step_s > 0))
+            return ts_err(err, TS_ERR_INPUT, "execution profile: no step time for %dx%d at degree %d batch %d",
+                          cm->width[res], cm->height[res], l->degree, l->n_req);
+    }
     /* Checked: occupy the GPUs and record. */
-    double end = now + (double)l->n_steps * step_s + (finishes ? cm->overhead_s : 0.0);
+    double end = now + (double)l->n_steps * step_s + (finishes ? ex->overhead_s : 0.0);
     int64_t slot = ts_engine_slot_get(st);
     TsActive *act = &st->active[slot];
     act->in_use = 1;

@@ -39,7 +39,11 @@ typedef struct TsState {
     double now_s;
     int32_t n_gpus, gpus_per_node;
     double slo_scale;
-    const TsCostModel *cost;
+    const TsCostModel *cost; /* what policies plan with */
+    /* What launches take (simulate --exec-profile: a what-if of a cost
+     * model that is off); the same as cost unless set. Same resolutions
+     * (built from the same trace); policies never look at it. */
+    const TsCostModel *exec;
     TsRunLog *log;
     TsReq *req;        /* [n_req], trace order (arrival_s, id) */
     int64_t n_req;
@@ -134,6 +138,7 @@ void ts_policy_names(char *buf, size_t len);
 typedef struct TsEngineConfig {
     int32_t n_gpus, gpus_per_node;
     double slo_scale;
+    const TsCostModel *exec; /* NULL: launches take the planning cost model's times */
 } TsEngineConfig;
 
 TsStatus ts_engine_init(TsState *st, const TsTrace *t, const TsCostModel *cm, const int *res_of,
@@ -148,7 +153,8 @@ const int64_t *ts_engine_pending(TsState *st, int64_t *n);
  * distinct, requests READY, degree in the cost model, steps left, batch
  * allowed). Records segments (merging with a request's previous segment
  * when it continues on the same GPUs without a gap). Sets *slot and the
- * planned end *end_s = now + n_steps x T (+ overhead if a request finishes). */
+ * end *end_s = now + n_steps x T (+ overhead if a request finishes), T and
+ * the overhead from st->exec (in simulation the end, live the planned end). */
 TsStatus ts_engine_launch(TsState *st, const TsPlan *plan, int64_t k, int64_t round,
                           int64_t *slot, double *end_s, TsErr *err);
 /* The launch in `slot` ended at end_s (its planned end in simulation, the

@@ -71,6 +71,8 @@ typedef struct TsRunMeta {
     const char *policy_options; /* every policy setting, "key=value ..." */
     const char *trace;
     const char *profile;
+    const char *exec_profile; /* the step times segments took: simulate --exec-profile,
+                                 default the profile; "" live (measured) */
     const char *command_line;
     int32_t n_gpus, gpus_per_node;
     double slo_scale;

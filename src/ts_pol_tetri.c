@@ -29,7 +29,12 @@
  *    has ended (ts_round_work_ended). The paper adapts tau to the step
  *    times of the mix "so that work ends near round boundaries" without a
  *    formula; ending the round with its work is ours, measured against
- *    fixed-length rounds (README "Rounds").
+ *    fixed-length rounds (README "Rounds"). The same rule holds when that
+ *    work overruns its plan (never in simulation, where it ends on time;
+ *    live, a step can take longer than its profile): the round then ends
+ *    when the work does, not at the cap, which would open a round whose
+ *    GPUs are still busy, launch nothing on them and leave them idle for a
+ *    whole tau after the late work ends.
  *  - Every choice of ours where the paper is silent (round end, segment
  *    end, knapsack ties, survival's t_r+1, best effort) can be set back to
  *    the old one with --choice (TsTetriChoices).
@@ -760,19 +765,27 @@ static TsStatus ts_tetri_schedule(TsTetri *p, const TsState *st, TsPlan *plan, d
     return TS_OK;
 }
 
-/* Has every launch of the current round that was to end within tau ended?
- * (No such launch: the round lasts tau.) */
-static int ts_round_work_ended(const TsTetri *p, const TsState *st) {
-    if (p->n_round_req == 0) return 0;
+/* Is a launch of the current round that was to end within tau still
+ * running? */
+static int ts_round_work_running(const TsTetri *p, const TsState *st) {
     for (int64_t k = 0; k < p->n_round_req; k++)
-        if (st->req[p->round_req[k]].state == TS_REQ_RUNNING) return 0;
-    return 1;
+        if (st->req[p->round_req[k]].state == TS_REQ_RUNNING) return 1;
+    return 0;
 }
 
 static TsStatus ts_tetri_decide(void *self, const TsState *st, TsPlan *plan, TsErr *err) {
     TsTetri *p = self;
     double now = st->now_s;
-    int boundary = now >= p->next_round_s || (!p->ch.fixed_rounds && ts_round_work_ended(p, st));
+    int boundary, overrun = 0;
+    if (p->ch.fixed_rounds) {
+        boundary = now >= p->next_round_s;
+    } else {
+        /* The round ends with its work (none: at the cap), whether that is
+         * before the cap or, live, after it. */
+        int running = ts_round_work_running(p, st);
+        boundary = p->n_round_req > 0 ? !running : now >= p->next_round_s;
+        overrun = running && now >= p->next_round_s;
+    }
     int any_ready = 0, any_pending = 0;
     for (int64_t r = 0; r < st->n_pending; r++) {
         TsReqState s = st->req[st->pending[r]].state;
@@ -781,7 +794,7 @@ static TsStatus ts_tetri_decide(void *self, const TsState *st, TsPlan *plan, TsE
     }
     if (!boundary && p->next_round_s == INFINITY && any_ready) boundary = 1; /* idle system: open a round */
     if (!boundary) { /* mid-round: arrivals and freed GPUs wait for the boundary */
-        plan->wakeup_s = p->next_round_s;
+        plan->wakeup_s = overrun ? INFINITY : p->next_round_s; /* overrun: its end wakes us */
         return TS_OK;
     }
     plan->round = p->round++;

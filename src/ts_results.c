@@ -11,7 +11,7 @@
  * - Every call opens, writes and closes the file, so that what is on disk
  *   between calls is a complete HDF5 file (ts_results.h).
  * Extensions to SPEC.md (additive): root attributes policy_options,
- * command_line, complete; /summary n_finished and the per-resolution
+ * exec_profile, command_line, complete; /summary n_finished and the per-resolution
  * arrays res_width, res_height, res_n, res_met; a /run group of float64
  * attributes (ts_results_put_stats: the live executor's measurements). */
 #include "ts_results.h"
@@ -162,6 +162,7 @@ static const char *ts_write_root_attrs(hid_t file, const TsRunMeta *m) {
     if (ts_h5_attr_str(file, "policy_options", m->policy_options) < 0) return "policy_options";
     if (ts_h5_attr_str(file, "trace", m->trace) < 0) return "trace";
     if (ts_h5_attr_str(file, "profile", m->profile) < 0) return "profile";
+    if (ts_h5_attr_str(file, "exec_profile", m->exec_profile ? m->exec_profile : "") < 0) return "exec_profile";
     if (ts_h5_attr_str(file, "command_line", m->command_line) < 0) return "command_line";
     if (ts_h5_attr_i32(file, "n_gpus", m->n_gpus) < 0) return "n_gpus";
     if (ts_h5_attr_i32(file, "gpus_per_node", m->gpus_per_node) < 0) return "gpus_per_node";

@@ -62,11 +62,11 @@ int ts_policy_option(int opt, const char *arg, TsPolicyConfig *cfg, TsErr *err) 
 }
 
 TsStatus ts_scenario_run(const TsScenario *sc, TsScenarioResult *res, TsErr *err) {
-    TsCostModel cm;
+    TsCostModel cm, ecm;
     TsSim sim;
     TsResultsFile *rf = NULL;
     int *res_of = NULL;
-    int have_cm = 0;
+    int have_cm = 0, have_ecm = 0;
     TsStatus rc;
     double t0 = ts_wall_s();
 
@@ -76,7 +76,25 @@ TsStatus ts_scenario_run(const TsScenario *sc, TsScenarioResult *res, TsErr *err
     res_of = ts_xmalloc((size_t)(sc->trace->n ? sc->trace->n : 1) * sizeof *res_of);
     if ((rc = ts_cost_build(&cm, sc->profile, sc->trace, sc->n_gpus, res_of, err))) goto done;
     have_cm = 1;
-    TsEngineConfig ecfg = {sc->n_gpus, sc->gpus_per_node, sc->slo_scale};
+    if (sc->exec_profile) {
+        if ((rc = ts_cost_build(&ecm, sc->exec_profile, sc->trace, sc->n_gpus, NULL, err))) goto done;
+        have_ecm = 1;
+        /* Every launch the policy may plan must have a time to take. */
+        for (int r = 0; r < cm.n_res; r++)
+            for (int d = 0; d < cm.n_deg; d++)
+                for (int b = 1; b <= cm.max_batch; b++) {
+                    if (!(ts_cost_step_s(&cm, r, d, b) > 0)) continue;
+                    int de = ts_cost_degree_index(&ecm, cm.degree[d]);
+                    if (de < 0 || b > ecm.max_batch || !(ts_cost_step_s(&ecm, r, de, b) > 0)) {
+                        rc = ts_err(err, TS_ERR_INPUT,
+                                    "%s: no step time for %dx%d at degree %d batch %d, which %s has",
+                                    sc->exec_profile->path, cm.width[r], cm.height[r], cm.degree[d], b,
+                                    sc->profile->path);
+                        goto done;
+                    }
+                }
+    }
+    TsEngineConfig ecfg = {sc->n_gpus, sc->gpus_per_node, sc->slo_scale, have_ecm ? &ecm : NULL};
     if (ecfg.gpus_per_node <= 0)
         ecfg.gpus_per_node = sc->profile->gpus_per_node > 0 ? sc->profile->gpus_per_node : sc->n_gpus;
     if ((rc = ts_sim_init(&sim, sc->trace, &cm, res_of, &ecfg, sc->ops, &sc->pcfg, &res->log, err)))
@@ -89,6 +107,7 @@ TsStatus ts_scenario_run(const TsScenario *sc, TsScenarioResult *res, TsErr *err
             .mode = "simulate", .backend = "sim", .policy = sc->ops->name,
             .policy_options = res->policy_options, .trace = sc->trace->path,
             .profile = sc->profile->path,
+            .exec_profile = (sc->exec_profile ? sc->exec_profile : sc->profile)->path,
             .command_line = sc->command_line ? sc->command_line : "",
             .n_gpus = sc->n_gpus, .gpus_per_node = sim.st.gpus_per_node,
             .slo_scale = sc->slo_scale, .round_s = res->round_s, .seed = sc->seed,
@@ -111,6 +130,7 @@ done:
     if (rf) ts_results_close(rf);
     ts_sim_free(&sim);
     if (have_cm) ts_cost_free(&cm);
+    if (have_ecm) ts_cost_free(&ecm);
     free(res_of);
     res->wall_s = ts_wall_s() - t0;
     return rc;

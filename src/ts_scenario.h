@@ -13,7 +13,8 @@
 
 typedef struct TsScenario {
     const TsTrace *trace;
-    const TsProfile *profile;
+    const TsProfile *profile;      /* what the policy plans with */
+    const TsProfile *exec_profile; /* what launches take (NULL: profile) */
     const TsPolicyOps *ops;
     TsPolicyConfig pcfg;
     int32_t n_gpus;

@@ -650,7 +650,7 @@ static TsStatus ts_sweep_check_one(TsSweepRunner *r, const TsTrace *t, const TsP
     int *res_of = ts_xmalloc((size_t)(t->n ? t->n : 1) * sizeof *res_of);
     TsStatus st = ts_cost_build(&cm, &r->profile, t, n_gpus, res_of, err);
     if (st == TS_OK) {
-        TsEngineConfig ecfg = {n_gpus, r->g->gpus_per_node, 1.0};
+        TsEngineConfig ecfg = {n_gpus, r->g->gpus_per_node, 1.0, NULL};
         if (ecfg.gpus_per_node <= 0)
             ecfg.gpus_per_node = r->profile.gpus_per_node > 0 ? r->profile.gpus_per_node : n_gpus;
         st = ts_sim_init(&sim, t, &cm, res_of, &ecfg, ops, &r->g->pcfg, &log, err);
@@ -889,6 +889,7 @@ TsStatus ts_sweep_write_scenario(const TsSweepRunner *r, int64_t index, const Ts
     TsRunMeta meta = {
         .mode = "simulate", .backend = "sim", .policy = g->policy[c.policy]->name,
         .policy_options = policy_options, .trace = trace, .profile = r->profile.path,
+        .exec_profile = r->profile.path,
         .command_line = command_line, .n_gpus = n_gpus, .gpus_per_node = gpn,
         .slo_scale = g->slo_scale[c.scale], .round_s = round_s, .seed = (uint64_t)g->seed[c.seed],
     };

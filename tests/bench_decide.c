@@ -48,7 +48,7 @@ int main(int argc, char **argv) {
             TsRunLog log;
             ts_log_init(&log, P);
             TsState st;
-            TsEngineConfig ec = {G, 8, 1.0};
+            TsEngineConfig ec = {G, 8, 1.0, NULL};
             if (ts_engine_init(&st, &t, &cm, res_of, &ec, &log, &err)) {
                 fprintf(stderr, "bench_decide: %s\n", err.msg);
                 return 1;

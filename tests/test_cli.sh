@@ -50,6 +50,8 @@ expect_fail "bad rssp degrees" "--rssp-degrees" "$bin" simulate --trace "$trace"
 expect_fail "bad choice value" "ties is widest or narrowest" "$bin" simulate --trace "$trace" --profile "$prof" --gpus 8 --policy tetriserve --choice ties=foo --out "$tmp/out.h5"
 expect_fail "unknown choice" "unknown 'bar'" "$bin" simulate --trace "$trace" --profile "$prof" --gpus 8 --policy tetriplus --choice rounds=fixed,bar=1 --out "$tmp/out.h5"
 expect_fail "choice without value" "'ties' is not NAME=VALUE" "$bin" simulate --trace "$trace" --profile "$prof" --gpus 8 --policy tetriserve --choice ties --out "$tmp/out.h5"
+expect_fail "missing exec profile" "nonexistent_exec.csv" sim --trace "$trace" --profile "$prof" --exec-profile "$tmp/nonexistent_exec.csv"
+expect_fail "exec profile lacks a degree" "sd3-medium_a40x4.csv: no step time for 2048x2048 at degree 8 batch 1" "$bin" simulate --trace "$trace" --profile "$prof" --exec-profile profiles/sd3-medium_a40x4.csv --gpus 8 --policy sp8 --out "$tmp/out.h5"
 expect_fail "unknown verb" "unknown verb" "$bin" frobnicate
 expect_fail "compare unknown policy" "unknown policy" "$bin" compare --trace "$trace" --profile "$prof" --gpus 8 --policies sp1,nope
 expect_fail "report missing file" "nonexistent.h5" "$bin" report "$tmp/nonexistent.h5"
@@ -60,6 +62,19 @@ if "$bin" simulate --trace "$trace" --profile "$prof" --gpus 8 --policy rssp --o
     echo "ok   simulate writes a results file and a table"
 else
     echo "FAIL simulate good path"; cat "$tmp/stderr"; fails=$((fails + 1))
+fi
+# --exec-profile: launches take its times (here 10% longer), the policy
+# plans with --profile; the file names both.
+awk -F, 'BEGIN { OFS = "," } /^[0-9]/ { $5 = $5 * 1.1; if (NF > 5) $6 = $6 * 1.1 } { print }' "$prof" >"$tmp/slow.csv"
+if "$bin" simulate --trace "$trace" --profile "$prof" --exec-profile "$tmp/slow.csv" --gpus 8 --policy sp2 \
+       --out "$tmp/slow.h5" >"$tmp/stdout" 2>"$tmp/stderr" &&
+   "$bin" simulate --trace "$trace" --profile "$prof" --gpus 8 --policy sp2 --out "$tmp/fast.h5" >"$tmp/stdout2" 2>>"$tmp/stderr" &&
+   grep -q "^# exec profile: $tmp/slow.csv" "$tmp/stdout" &&
+   h5dump -a exec_profile "$tmp/slow.h5" | grep -q "slow.csv" && h5dump -a exec_profile "$tmp/fast.h5" | grep -q "$prof" &&
+   [ "$(h5dump -a /summary/makespan "$tmp/slow.h5" | sed -n 's/.*(0): //p')" != "$(h5dump -a /summary/makespan "$tmp/fast.h5" | sed -n 's/.*(0): //p')" ]; then
+    echo "ok   simulate --exec-profile: launches take its times, recorded as exec_profile"
+else
+    echo "FAIL simulate --exec-profile"; cat "$tmp/stderr"; fails=$((fails + 1))
 fi
 if "$bin" report "$tmp/good.h5" >"$tmp/stdout" 2>&1 && grep -qi 'sar' "$tmp/stdout"; then
     echo "ok   report prints the summary"

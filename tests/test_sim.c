@@ -60,7 +60,7 @@ static void random_trace(TsTrace *t, int n, int n_res, double mean_gap, unsigned
 static TsStatus run_policy(const TsTrace *t, const TsCostModel *cm, const int *res_of, int gpus,
                            const char *policy, const TsPolicyConfig *pcfg, TsRunLog *log, TsErr *err) {
     TsSim sim;
-    TsEngineConfig ecfg = {gpus, gpus, 1.0};
+    TsEngineConfig ecfg = {gpus, gpus, 1.0, NULL};
     ts_log_init(log, t->n);
     TsPolicyConfig def;
     ts_policy_config_default(&def);
