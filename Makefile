@@ -180,7 +180,7 @@ test: $(BIN) $(TEST_BINS) $(FAKE_GPU_TESTS) $(FAKE_BIN)
 	$(Q)TS_BIN=$(abspath $(BIN)) TS_BUILD=$(BUILD) ./tests/run.sh $(TEST_BINS) \
 	    $(filter-out %/gpu_test_dit_fake,$(FAKE_GPU_TESTS))
 
-BENCH_BINS := $(BUILD)/tests/bench_decide $(BUILD)/tests/bench_ctrl
+BENCH_BINS := $(BUILD)/tests/bench_decide $(BUILD)/tests/bench_ctrl $(BUILD)/tests/bench_noise
 
 $(BUILD)/tests/bench_%: $(BUILD)/tests/bench_%.o $(LIB)
 	$(E) LINK $@

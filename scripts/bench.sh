@@ -4,6 +4,8 @@
 #     (uniform mix, 96 requests/min: the paper's 12/min per 8 GPUs) on 64 GPUs
 #  2. wall time of the main job (scripts/demo.sh's compare: 2 workloads x 6
 #     SLO scales x every policy)
+#  3. decision time of the round policies (tests/bench_decide.c)
+#  4. the machine's noise floor for the cpu backend (tests/bench_noise.c)
 # Extra sections are added by the benches of later parts when present.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -50,6 +52,9 @@ printf 'main job wall time: %.3f s\n' "$best"
 
 echo
 for p in tetriserve tetriplus; do "${TS_BUILD:-build}/tests/bench_decide" $p; echo; done
+
+echo "## machine noise floor (cpu backend): the same work, one process, 60 s"
+OPENBLAS_NUM_THREADS=1 "${TS_BUILD:-build}/tests/bench_noise" 60
 
 for extra in scripts/bench_*.sh; do
     [ -x "$extra" ] || continue

@@ -91,9 +91,18 @@ for p in "${policies[@]}"; do
         echo "# with the machine's speed during the run (before and after averaged), judged:"
         judged=$tmp/during.csv
     fi
-    "$bin" simulate --trace "$tmp/trace.csv" --profile "$judged" --gpus "$gpus" --policy "$p" \
-        --out "$tmp/sim_$p.h5" --quiet
+    # The policy plans with the profile the run planned with; launches take
+    # the judged step times.
+    "$bin" simulate --trace "$tmp/trace.csv" --profile "$prof" --exec-profile "$judged" --gpus "$gpus" \
+        --policy "$p" --out "$tmp/sim_$p.h5" --quiet
     /usr/bin/python3 scripts/fidelity.py "$tmp/run_$p.h5" "$tmp/sim_$p.h5" --max-dsar "$max_dsar" \
         --max-lat-err "$max_err" | tail -n +2 || rc=1
 done
+noise=${TS_BUILD:-build}/tests/bench_noise
+[ $backend = cpu ] && [ ! -x "$noise" ] && { make -s "$noise" >/dev/null 2>&1 || true; }
+if [ $backend = cpu ] && [ -x "$noise" ]; then
+    # What no cost model can predict: the machine's own speed changes.
+    echo "## this machine's noise floor now (tests/bench_noise.c, 20 s):"
+    OPENBLAS_NUM_THREADS=1 "$noise" 20 256 "$steps" | sed 's/^/# /'
+fi
 exit $rc
