@@ -77,10 +77,12 @@ TsStatus ts_engine_init(TsState *st, const TsTrace *t, const TsCostModel *cm, co
     st->slo_scale = cfg->slo_scale;
     st->cost = cm;
     st->exec = cfg->exec ? cfg->exec : cm;
-    for (int r = 0; st->exec != cm && r <= cm->n_res; r++)
-        if (r == cm->n_res ? st->exec->n_res != cm->n_res
-                           : st->exec->width[r] != cm->width[r] || st->exec->height[r] != cm->height[r])
-            return ts_err(err, TS_ERR_INTERNAL, "the execution cost model was built for another trace");
+    if (st->exec != cm) { /* resolution indices are shared: built from the same trace */
+        int same = st->exec->n_res == cm->n_res;
+        for (int r = 0; same && r < cm->n_res; r++)
+            same = st->exec->width[r] == cm->width[r] && st->exec->height[r] == cm->height[r];
+        if (!same) return ts_err(err, TS_ERR_INTERNAL, "the execution cost model was built for another trace");
+    }
     st->log = log;
     st->n_req = t->n;
     st->req = ts_xcalloc((size_t)t->n, sizeof *st->req);

@@ -26,7 +26,7 @@
  *    degree, adjusted to the mix (ts_tetri_pick_tau). tau is the longest a
  *    round lasts: a round ends early, and the next decision is taken, as
  *    soon as every launch of the round that was planned to end within tau
- *    has ended (ts_round_work_ended). The paper adapts tau to the step
+ *    has ended (ts_round_work_running). The paper adapts tau to the step
  *    times of the mix "so that work ends near round boundaries" without a
  *    formula; ending the round with its work is ours, measured against
  *    fixed-length rounds (README "Rounds"). The same rule holds when that
@@ -317,7 +317,7 @@ static void ts_free_clear(uint64_t *m, int32_t g) { m[g >> 6] &= ~(1ull << (g & 
 
 /* Survival bound of running q steps at step time T from now: the paper's
  * t_r+1 + (R - q) T_min <= deadline. A round ends when its work has ended
- * (ts_round_work_ended), so the earliest t_r+1 after this option is the
+ * (ts_round_work_running), so the earliest t_r+1 after this option is the
  * option's own end, now + q T: with it the test stays what the paper
  * makes it, a lower bound on the time still needed (now + tau, the latest
  * boundary, declared requests doomed that could still make it, e.g. an
