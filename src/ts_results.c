@@ -551,7 +551,7 @@ static herr_t ts_attr_name_cb(hid_t loc, const char *name, const H5A_info_t *inf
 static void ts_report_header(hid_t file, const char *path) {
     static const char *const order[] = {
         "schema_version", "tetriserve_version", "created", "complete", "mode",
-        "backend", "policy", "policy_options", "trace", "profile",
+        "backend", "policy", "policy_options", "trace", "profile", "exec_profile",
         "n_gpus", "gpus_per_node", "slo_scale", "round_s", "seed", "command_line",
     };
     const int n_order = (int)(sizeof order / sizeof order[0]);
