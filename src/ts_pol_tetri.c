@@ -556,11 +556,15 @@ static int32_t ts_best_effort(TsTetri *p, const int *order, int n, double window
                 continue;
             }
         }
-        if (ds->degree[0] != 1) continue; /* no 1-GPU degree: nothing to give */
+        /* One GPU; or, where one GPU is dominated (slower and costlier
+         * than a wider degree: the cpu profile at 512 px), the narrowest
+         * degree the request runs at. Skipping it instead left hopeless
+         * requests unserved on idle GPUs until the run ended. */
+        if (ds->degree[0] > left) continue;
         int32_t q = ts_round_steps(window_s, ds->step_s[0], c->R);
         ts_cand_set(p, c, 0, q < 1 ? 1 : q);
         c->best_effort = 1;
-        left--;
+        left -= ds->degree[0];
     }
     return left;
 }

@@ -6,7 +6,9 @@
  *  - tetriserve / tetriplus (with batching) on a real profile: SPEC.md
  *    validity, no GPU twice, steps once and in order, determinism;
  *  - steps that take longer than planned (as live): a round ends with its
- *    work, so 2% of overrun costs about 2% of SAR, not a third of it. */
+ *    work, so 2% of overrun costs about 2% of SAR, not a third of it;
+ *  - hopeless requests are served best effort, also where one GPU is a
+ *    dominated degree (slower and costlier than two). */
 #include "ts_test.h"
 
 #include <math.h>
@@ -337,6 +339,41 @@ static void test_overrun_rounds_end_with_work(void **state) {
     ts_profile_free(&prof);
 }
 
+/* The cpu profile's shape at 512 px: 1 GPU 225 ms, 2 GPUs 108 ms a step, so
+ * degree 1 is dominated. Four requests at once, with SLOs no plan can meet:
+ * every one is hopeless and must still run to the end, best effort. */
+static void test_best_effort_without_one_gpu(void **state) {
+    (void)state;
+    int32_t w = 512, h = 512;
+    int64_t tok = ts_tokens(w, h);
+    double step[2] = {0.225, 0.108};
+    TsCostModel cm = {.n_res = 1, .width = &w, .height = &h, .tokens = &tok, .n_deg = 2,
+                      .degree = {1, 2}, .max_batch = 1, .step_s = step};
+    TsRequest req[4];
+    int res_of[4] = {0};
+    for (int i = 0; i < 4; i++) req[i] = (TsRequest){i, 0.01 * i, w, h, 12, 0.5};
+    TsTrace t = {"<test>", req, 4};
+    const char *names[2] = {"tetriserve", "tetriplus"};
+    for (int p = 0; p < 2; p++) {
+        TsErr err;
+        TsPolicyConfig pc;
+        ts_policy_config_default(&pc);
+        TsEngineConfig ec = {2, 2, 1.0, NULL};
+        TsRunLog log;
+        TsSim sim;
+        ts_log_init(&log, t.n);
+        if (ts_sim_init(&sim, &t, &cm, res_of, &ec, ts_policy_find(names[p]), &pc, &log, &err) || ts_sim_run(&sim, &err))
+            fail_msg("%s: %s", names[p], err.msg);
+        ts_sim_free(&sim);
+        if (ts_check_log(&log, 2, &cm, res_of, &err)) fail_msg("%s: %s", names[p], err.msg);
+        for (int i = 0; i < 4; i++)
+            if (log.req[i].status != 0 || !isfinite(log.req[i].finish))
+                fail_msg("%s: hopeless request %d left unfinished (status %d) on idle GPUs", names[p], i,
+                         log.req[i].status);
+        ts_log_free(&log);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_min_alloc_vs_brute_force),
@@ -345,6 +382,7 @@ int main(void) {
         cmocka_unit_test(test_unit_knapsack_matches_dp),
         cmocka_unit_test(test_round_policies_invariants),
         cmocka_unit_test(test_overrun_rounds_end_with_work),
+        cmocka_unit_test(test_best_effort_without_one_gpu),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
