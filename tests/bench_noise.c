@@ -21,6 +21,7 @@
 #include <time.h>
 
 #include "ts_test_dit.h"
+#include "ts_util.h"
 
 static double clock_s(clockid_t id) {
     struct timespec t;
@@ -28,18 +29,13 @@ static double clock_s(clockid_t id) {
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-static int cmp_d(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 /* Median of |x / mean(x) - 1| over x[0 .. n); sorts a scratch copy. */
 static double median_rel_dev(const double *x, int n, double *scratch) {
     double mean = 0;
     for (int i = 0; i < n; i++) mean += x[i] / n;
     for (int i = 0; i < n; i++) scratch[i] = fabs(x[i] / mean - 1);
-    qsort(scratch, (size_t)n, sizeof *scratch, cmp_d);
-    return n % 2 ? scratch[n / 2] : 0.5 * (scratch[n / 2 - 1] + scratch[n / 2]);
+    qsort(scratch, (size_t)n, sizeof *scratch, ts_cmp_double);
+    return ts_quantile_sorted(scratch, (size_t)n, 0.5);
 }
 
 int main(int argc, char **argv) {

@@ -284,23 +284,29 @@ static void test_round_policies_invariants(void **state) {
     ts_profile_free(&prof);
 }
 
-/* SAR of a policy on the trace, planning with cm, launches taking exec's
- * times (NULL: cm's); the log is checked against the times launches took. */
-static double sar_with_exec(const TsTrace *t, const TsCostModel *cm, const TsCostModel *exec,
-                            const int *res_of, const char *policy) {
+/* Simulate a policy on `gpus` GPUs, planning with cm, launches taking
+ * exec's times (NULL: cm's), into *log (the caller frees it); the log is
+ * checked against the times launches took. */
+static void sim_checked(const TsTrace *t, const TsCostModel *cm, const TsCostModel *exec, const int *res_of,
+                        int32_t gpus, const char *policy, TsRunLog *log) {
     TsErr err;
     TsPolicyConfig pc;
     ts_policy_config_default(&pc);
-    TsEngineConfig ec = {8, 8, 1.0, exec};
-    TsRunLog log;
+    TsEngineConfig ec = {gpus, gpus, 1.0, exec};
     TsSim sim;
-    ts_log_init(&log, t->n);
-    if (ts_sim_init(&sim, t, cm, res_of, &ec, ts_policy_find(policy), &pc, &log, &err) || ts_sim_run(&sim, &err))
+    ts_log_init(log, t->n);
+    if (ts_sim_init(&sim, t, cm, res_of, &ec, ts_policy_find(policy), &pc, log, &err) || ts_sim_run(&sim, &err))
         fail_msg("%s: %s", policy, err.msg);
     ts_sim_free(&sim);
-    if (ts_check_log(&log, 8, exec ? exec : cm, res_of, &err)) fail_msg("%s: %s", policy, err.msg);
+    if (ts_check_log(log, gpus, exec ? exec : cm, res_of, &err)) fail_msg("%s: %s", policy, err.msg);
     if (exec) /* the segments took exec's times, not the plan's */
-        assert_int_not_equal(ts_check_log(&log, 8, cm, res_of, &err), TS_OK);
+        assert_int_not_equal(ts_check_log(log, gpus, cm, res_of, &err), TS_OK);
+}
+
+static double sar_with_exec(const TsTrace *t, const TsCostModel *cm, const TsCostModel *exec,
+                            const int *res_of, const char *policy) {
+    TsRunLog log;
+    sim_checked(t, cm, exec, res_of, 8, policy, &log);
     TsSummary sum;
     ts_summary_compute(&log, 8, &sum);
     ts_log_free(&log);
@@ -355,17 +361,8 @@ static void test_best_effort_without_one_gpu(void **state) {
     TsTrace t = {"<test>", req, 4};
     const char *names[2] = {"tetriserve", "tetriplus"};
     for (int p = 0; p < 2; p++) {
-        TsErr err;
-        TsPolicyConfig pc;
-        ts_policy_config_default(&pc);
-        TsEngineConfig ec = {2, 2, 1.0, NULL};
         TsRunLog log;
-        TsSim sim;
-        ts_log_init(&log, t.n);
-        if (ts_sim_init(&sim, &t, &cm, res_of, &ec, ts_policy_find(names[p]), &pc, &log, &err) || ts_sim_run(&sim, &err))
-            fail_msg("%s: %s", names[p], err.msg);
-        ts_sim_free(&sim);
-        if (ts_check_log(&log, 2, &cm, res_of, &err)) fail_msg("%s: %s", names[p], err.msg);
+        sim_checked(&t, &cm, NULL, res_of, 2, names[p], &log);
         for (int i = 0; i < 4; i++)
             if (log.req[i].status != 0 || !isfinite(log.req[i].finish))
                 fail_msg("%s: hopeless request %d left unfinished (status %d) on idle GPUs", names[p], i,
