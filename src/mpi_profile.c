@@ -15,6 +15,10 @@
  * not timed). step_ms is the mean of the samples, step_ms_p99 the 0.99
  * quantile by linear interpolation between order statistics: with fewer
  * than 100 samples it lies between the two largest, close to the maximum.
+ * With --passes P the cells are interleaved: P passes over all cells, each
+ * visit its warm-up steps then its share of the timed ones, so that a
+ * machine whose speed drifts over seconds (a VM: 0.66-1.3x of its mean
+ * within 20 s, README "Fidelity") biases no cell more than another.
  *
  * Backends: cpu runs ts_dit_step of a seeded DiT preset over the group's
  * MPI communicator (mpi_dit.h); emu sleeps the step time that
@@ -76,7 +80,7 @@ typedef struct TsProfOpts {
     int degrees[TS_PROF_MAX_DEGREES];
     int n_batches;
     int batches[TS_MAX_BATCH];
-    int warmup, reps, gpn;
+    int warmup, reps, passes, gpn;
     uint64_t seed;
 } TsProfOpts;
 
@@ -113,6 +117,10 @@ static const char ts_profile_usage[] =
     "  --reps R             timed steps per cell (default 10); step_ms is their mean and\n"
     "                       step_ms_p99 their 0.99 quantile by linear interpolation (with\n"
     "                       R < 100 it lies between the two largest samples)\n"
+    "  --passes P           interleave: visit every cell P times, each visit its warm-up\n"
+    "                       steps then its share of the R timed steps (default 1: each\n"
+    "                       cell once, all R in a row); on a machine whose speed drifts,\n"
+    "                       P > 1 spreads the drift over all cells instead of biasing some\n"
     "  --seed S             weights, conditioning and noise (default 1)\n"
     "  --from-profile F     emu: the profile whose step times to emulate (required for emu)\n"
     "  --gpus-per-node N    written as gpus_per_node (default K; emu: the profile's)\n"
@@ -172,7 +180,8 @@ static int ts_prof_parse(int argc, char **argv, TsProfOpts *o, int rank, char *m
         {"batch", required_argument, NULL, 'B'},        {"steps-warmup", required_argument, NULL, 'w'},
         {"reps", required_argument, NULL, 'r'},         {"seed", required_argument, NULL, 'S'},
         {"from-profile", required_argument, NULL, 'f'}, {"gpus-per-node", required_argument, NULL, 'N'},
-        {"out", required_argument, NULL, 'o'},          {"help", no_argument, NULL, 'h'},
+        {"out", required_argument, NULL, 'o'},          {"passes", required_argument, NULL, 'P'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *backend = NULL;
@@ -180,6 +189,7 @@ static int ts_prof_parse(int argc, char **argv, TsProfOpts *o, int rank, char *m
     memset(o, 0, sizeof *o);
     o->warmup = 2;
     o->reps = 10;
+    o->passes = 1;
     o->seed = 1;
     o->n_batches = 1;
     o->batches[0] = 1;
@@ -217,6 +227,10 @@ static int ts_prof_parse(int argc, char **argv, TsProfOpts *o, int rank, char *m
             if (ts_parse_int(optarg, &o->reps) || o->reps < 1 || o->reps > 100000)
                 snprintf(msg, len, "--reps: '%s' is not an integer in 1..100000", optarg);
             break;
+        case 'P':
+            if (ts_parse_int(optarg, &o->passes) || o->passes < 1 || o->passes > 100000)
+                snprintf(msg, len, "--passes: '%s' is not an integer in 1..100000", optarg);
+            break;
         case 'S':
             if (ts_parse_int64(optarg, &v) || v < 0)
                 snprintf(msg, len, "--seed: '%s' is not an integer >= 0", optarg);
@@ -252,6 +266,11 @@ static int ts_prof_parse(int argc, char **argv, TsProfOpts *o, int rank, char *m
     }
     if (!o->out) {
         snprintf(msg, len, "--out is required");
+        return 2;
+    }
+    if (o->passes > o->reps) {
+        snprintf(msg, len, "--passes %d: more passes than timed steps (--reps %d); each pass "
+                 "times at least one step of every cell", o->passes, o->reps);
         return 2;
     }
     if (o->backend == TS_PB_EMU && !o->from_profile) {
@@ -493,9 +512,10 @@ static void ts_prof_gpu_free(TsProfGpu *p) {
     if (p->have_nw) ts_nccl_world_free(&p->nw);
 }
 
-/* One cell on a rank of its group: t[i] = the GPU time of timed step i. */
+/* One visit of a cell on a rank of its group: t[i] = the GPU time (ms) of
+ * timed step i of n_timed. */
 static TsStatus ts_prof_gpu_cell(const TsProfOpts *o, TsProfGpu *p, const TsProfCell *c, MPI_Comm mg,
-                                 int grank, double *t, TsErr *err) {
+                                 int grank, int n_timed, double *t, TsErr *err) {
     const TsDitConfig *cfg = &p->dm.m->cfg;
     int64_t n = ts_dit_latent_floats(cfg, c->width, c->height);
     float *lat[TS_MAX_BATCH] = {NULL}, *host = ts_xmalloc(sizeof(float) * (size_t)n);
@@ -523,7 +543,7 @@ static TsStatus ts_prof_gpu_cell(const TsProfOpts *o, TsProfGpu *p, const TsProf
         if ((rc = ts_dit_cuda_cond_seeded(&cond[b], &p->dm, s, 3.5f, err))) goto cleanup;
         n_cond++;
     }
-    int total = o->warmup + o->reps;
+    int total = o->warmup + n_timed;
     for (int i = 0; i < total; i++) {
         MPI_Barrier(mg); /* the group starts each step together, as for cpu */
         float t_s = ts_dit_schedule_t(i % total, total), t_n = ts_dit_schedule_t(i % total + 1, total);
@@ -537,7 +557,7 @@ static TsStatus ts_prof_gpu_cell(const TsProfOpts *o, TsProfGpu *p, const TsProf
             rc = ts_err(err, TS_ERR_SYSTEM, "%s", ts_cuda_last_error());
             goto cleanup;
         }
-        if (i >= o->warmup) t[i - o->warmup] = 1e-3 * ms;
+        if (i >= o->warmup) t[i - o->warmup] = ms;
     }
 cleanup:
     for (int b = 0; b < n_cond; b++) ts_dit_cuda_cond_free(&cond[b]);
@@ -549,19 +569,20 @@ cleanup:
 }
 #endif
 
-/* Run one cell on a rank of its group; on the group's rank 0, res gets the
- * statistics of the per-step maxima over the group. */
+/* One visit of a cell on a rank of its group: o->warmup untimed steps,
+ * then n timed ones; on the group's rank 0, out[0..n) gets the per-step
+ * maxima over the group (reduced after the timed steps, so that the
+ * reduction is not timed). */
 static TsStatus ts_prof_cell(const TsProfOpts *o, const TsDit *m, TsProfGpu *gpu, const TsProfCell *c,
-                             MPI_Comm g, TsProfResult *res, TsErr *err) {
+                             MPI_Comm g, int n, double *out, TsErr *err) {
     TsProfCpu p = {0};
     int grank;
     MPI_Comm_rank(g, &grank);
-    double *t = ts_xcalloc((size_t)o->reps, sizeof *t);
-    double *tmax = ts_xcalloc((size_t)o->reps, sizeof *tmax);
+    double *t = ts_xcalloc((size_t)n, sizeof *t);
     TsStatus rc = TS_OK;
 #ifdef TS_HAVE_CUDA
     if (o->backend == TS_PB_CUDA) {
-        if ((rc = ts_prof_gpu_cell(o, gpu, c, g, grank, t, err))) goto done;
+        if ((rc = ts_prof_gpu_cell(o, gpu, c, g, grank, n, t, err))) goto done;
         goto reduce;
     }
 #else
@@ -585,7 +606,7 @@ static TsStatus ts_prof_cell(const TsProfOpts *o, const TsDit *m, TsProfGpu *gpu
                                   p.cond_mem + b * p.cond_n + (int64_t)cfg->txt_tokens * cfg->ctx_dim);
         }
     }
-    int total = o->warmup + o->reps;
+    int total = o->warmup + n;
     for (int i = 0; i < total; i++) {
         MPI_Barrier(g);
         double t0 = MPI_Wtime();
@@ -594,28 +615,29 @@ static TsStatus ts_prof_cell(const TsProfOpts *o, const TsDit *m, TsProfGpu *gpu
         } else {
             ts_prof_sleep_s(c->expected_ms * 1e-3);
         }
-        if (i >= o->warmup) t[i - o->warmup] = MPI_Wtime() - t0;
+        if (i >= o->warmup) t[i - o->warmup] = 1e3 * (MPI_Wtime() - t0);
     }
 #ifdef TS_HAVE_CUDA
 reduce:
 #endif
-    MPI_Reduce(t, tmax, o->reps, MPI_DOUBLE, MPI_MAX, 0, g);
-    if (grank == 0) {
-        double sum = 0;
-        for (int i = 0; i < o->reps; i++) sum += tmax[i] *= 1e3;
-        qsort(tmax, (size_t)o->reps, sizeof *tmax, ts_cmp_double);
-        res->mean_ms = sum / o->reps;
-        res->p99_ms = ts_quantile_sorted(tmax, (size_t)o->reps, 0.99);
-        res->min_ms = tmax[0];
-        res->max_ms = tmax[o->reps - 1];
-    }
+    MPI_Reduce(t, out, n, MPI_DOUBLE, MPI_MAX, 0, g);
 done:
     if (p.have_work) ts_dit_work_free(&p.work);
     free(p.latents);
     free(p.cond_mem);
     free(t);
-    free(tmax);
     return rc;
+}
+
+/* The statistics of a cell's n samples (ms; sorted in place). */
+static void ts_prof_stats(double *ms, int n, TsProfResult *res) {
+    double sum = 0;
+    for (int i = 0; i < n; i++) sum += ms[i];
+    qsort(ms, (size_t)n, sizeof *ms, ts_cmp_double);
+    res->mean_ms = sum / n;
+    res->p99_ms = ts_quantile_sorted(ms, (size_t)n, 0.99);
+    res->min_ms = ms[0];
+    res->max_ms = ms[n - 1];
 }
 
 /* ------------------------------------------------------------ output */
@@ -715,11 +737,15 @@ static TsStatus ts_prof_write(const TsProfOpts *o, const TsProfMeta *mt, const c
     fprintf(f, "# request_overhead_ms: %g\n", o->backend == TS_PB_EMU ? from->request_overhead_ms : 0.0);
     if (o->backend == TS_PB_CUDA)
         fprintf(f, "# source: measured with \"%s\" on %s, tetriserve %s, %s, %s, %s, host %s, "
-                "warm-up %d, reps %d\n", cmdline, mt->date, ts_version_string(), mt->cuda, mt->nccl,
-                mt->mpi, mt->cpu, o->warmup, o->reps);
+                "warm-up %d, reps %d, passes %d\n", cmdline, mt->date, ts_version_string(), mt->cuda,
+                mt->nccl, mt->mpi, mt->cpu, o->warmup, o->reps, o->passes);
     else
-        fprintf(f, "# source: measured with \"%s\" on %s, tetriserve %s, %s, %s, warm-up %d, reps %d\n",
-                cmdline, mt->date, ts_version_string(), mt->mpi, mt->blas, o->warmup, o->reps);
+        fprintf(f, "# source: measured with \"%s\" on %s, tetriserve %s, %s, %s, warm-up %d, reps %d, "
+                "passes %d\n", cmdline, mt->date, ts_version_string(), mt->mpi, mt->blas, o->warmup,
+                o->reps, o->passes);
+    if (o->passes > 1)
+        fprintf(f, "# source: cells interleaved: %d passes over all cells, each visit %d warm-up "
+                "steps then about %d timed\n", o->passes, o->warmup, o->reps / o->passes);
     if (o->backend == TS_PB_EMU)
         fprintf(f, "# source: emu: each step sleeps the step time of %s (request_overhead_ms "
                 "copied from it)\n", o->from_profile);
@@ -785,7 +811,8 @@ static void ts_prof_print_header(const TsProfOpts *o, const TsProfMeta *mt, cons
     for (int i = 0; i < o->n_degrees; i++) printf("%s%d", i ? "," : " ", o->degrees[i]);
     printf("  batch");
     for (int i = 0; i < o->n_batches; i++) printf("%s%d", i ? "," : " ", o->batches[i]);
-    printf("  (%d cells)  warm-up %d  reps %d\n", n_cells, o->warmup, o->reps);
+    printf("  (%d cells)  warm-up %d  reps %d  passes %d%s\n", n_cells, o->warmup, o->reps, o->passes,
+           o->passes > 1 ? " (cells interleaved)" : "");
     printf("# timing: sample = max over the group of one step (%s); p99 = "
            "linear-interpolation quantile of %d samples%s\n",
            o->backend == TS_PB_CUDA ? "CUDA events around it, after a barrier" : "MPI_Wtime after a barrier",
@@ -826,6 +853,8 @@ static int ts_prof_main(int argc, char **argv, int rank, int world) {
     int have_from = 0, n_cells = 0, status;
     TsProfCell *cells = NULL;
     TsProfResult *res = NULL;
+    double *samples = NULL; /* [cell][reps] ms, rank 0 */
+    int *n_done = NULL;     /* [cell] samples so far */
     TsDit m = {0};
     int have_m = 0, failed = 0;
     MPI_Comm *groups = NULL;
@@ -888,18 +917,31 @@ static int ts_prof_main(int argc, char **argv, int rank, int world) {
     groups = ts_xcalloc((size_t)o.n_degrees, sizeof *groups);
     for (int i = 0; i < o.n_degrees; i++)
         MPI_Comm_split(MPI_COMM_WORLD, rank < o.degrees[i] ? 0 : MPI_UNDEFINED, rank, &groups[i]);
+    /* Pass k visits every cell in order and times reps/passes of its steps
+     * (the first reps % passes passes one more); world rank 0 is rank 0 of
+     * every group and keeps the samples. */
     double t_start = MPI_Wtime();
-    for (int i = 0; i < n_cells; i++) {
-        int di = 0;
-        while (o.degrees[di] != cells[i].degree) di++;
-        if (groups[di] != MPI_COMM_NULL) {
-            if (ts_prof_cell(&o, &m, gpu, &cells[i], groups[di], &res[i], &err)) {
-                failed = 1;
-                goto done;
+    if (rank == 0) samples = ts_xcalloc((size_t)n_cells * (size_t)o.reps, sizeof *samples);
+    n_done = ts_xcalloc((size_t)n_cells, sizeof *n_done);
+    for (int k = 0; k < o.passes; k++) {
+        int n = o.reps / o.passes + (k < o.reps % o.passes);
+        for (int i = 0; i < n_cells; i++) {
+            int di = 0;
+            while (o.degrees[di] != cells[i].degree) di++;
+            if (groups[di] != MPI_COMM_NULL) {
+                double *out = rank ? NULL : samples + (size_t)i * (size_t)o.reps + n_done[i];
+                if (ts_prof_cell(&o, &m, gpu, &cells[i], groups[di], n, out, &err)) {
+                    failed = 1;
+                    goto done;
+                }
+                n_done[i] += n;
+                if (rank == 0 && k == o.passes - 1) {
+                    ts_prof_stats(samples + (size_t)i * (size_t)o.reps, o.reps, &res[i]);
+                    ts_prof_print_row(&o, cells, res, i);
+                }
             }
-            if (rank == 0) ts_prof_print_row(&o, cells, res, i);
+            ts_prof_idle_barrier(MPI_COMM_WORLD);
         }
-        ts_prof_idle_barrier(MPI_COMM_WORLD);
     }
     if (rank == 0) {
         double wall = MPI_Wtime() - t_start;
@@ -945,6 +987,8 @@ done:
     if (have_from) ts_profile_free(&from);
     free(cells);
     free(res);
+    free(samples);
+    free(n_done);
     free(cmdline);
     return status;
 }

@@ -192,7 +192,7 @@ if timeout 120 mpirun -np 2 "$fake" profile --backend cuda --preset tiny --sizes
     --batch 1,2 --steps-warmup 1 --reps 3 --out "$p" >"$tmp/prof.out" 2>&1; then
     for key in '# model: tetriserve-dit-tiny (seeded weights, bf16 GEMMs)' \
         '# gpu: .* (sm_[0-9]*, [0-9]* SMs, [0-9.]* GiB) x 2' '# gpus_per_node: 2' \
-        '# source: measured with "tetriserve profile --backend cuda .*" on 20[0-9-]*T[0-9:]*Z, tetriserve .*, driver [^,]* (CUDA [0-9.]*), CUDA runtime [0-9.]*, cuBLAS [0-9.]*, NCCL [^,]*, Open MPI .*, warm-up 1, reps 3' \
+        '# source: measured with "tetriserve profile --backend cuda .*" on 20[0-9-]*T[0-9:]*Z, tetriserve .*, driver [^,]* (CUDA [0-9.]*), CUDA runtime [0-9.]*, cuBLAS [0-9.]*, NCCL [^,]*, Open MPI .*, warm-up 1, reps 3, passes 1' \
         '# timing: one sample = max over the group.s ranks of the GPU time between a CUDA event before the step.s first operation and one after its last.*'; do
         grep -q "^$key\$" "$p" || bad "profile cuda: no line matching '$key'"
     done

@@ -4,7 +4,9 @@
 #     metadata lines and a degree-2 row, p99 >= min, and simulate loads it
 #     (sp1 and sp2 on 2 GPUs); the `#` header and table on stdout;
 #  2. emu backend with --from-profile: every row reproduces the given step
-#     time within 10% (and the table reports measured vs expected);
+#     time (never early, late by at most 15% + 1 ms), with the cells in a
+#     row and interleaved (--passes), and the table reports measured vs
+#     expected;
 #  3. bad options: one `tetriserve profile:` line, non-zero exit, no file;
 #     under mpirun -np 2 too (every rank exits, nobody hangs);
 #  4. cuda: one clear line, non-zero exit, within seconds;
@@ -34,7 +36,7 @@ if timeout 60 mpirun -np 2 "$bin" profile --backend cpu --sizes 256 --degrees 1,
     ok "cpu np 2: exit 0"
     for key in '# model: tetriserve-dit-tiny (seeded weights)' '# gpu: cpu (.*, 2 ranks on [0-9]* cores)' \
         '# gpus_per_node: 2' '# request_overhead_ms: 0' \
-        '# source: measured with "tetriserve profile --backend cpu .*--out '"$p"'" on 20[0-9-]*T[0-9:]*Z, tetriserve .*, Open MPI .*, OpenBLAS .*, warm-up 1, reps 3'; do
+        '# source: measured with "tetriserve profile --backend cpu .*--out '"$p"'" on 20[0-9-]*T[0-9:]*Z, tetriserve .*, Open MPI .*, OpenBLAS .*, warm-up 1, reps 3, passes 1'; do
         grep -q "^$key\$" "$p" || bad "cpu: no line matching '$key'"
     done
     grep -q '^width,height,degree,batch,step_ms,step_ms_p99$' "$p" || bad "cpu: header line"
@@ -58,12 +60,9 @@ else
     bad "cpu np 2: exit $?"; cat "$tmp/cpu.err"
 fi
 
-# 2. emu reproduces the profile it emulates
+# 2. emu reproduces the profile it emulates, cells in a row or interleaved
 src=profiles/flux1-dev_h100x8.csv
-e=$tmp/emu.csv
-if timeout 60 mpirun -np 2 "$bin" profile --backend emu --from-profile "$src" --sizes 256,512 \
-    --degrees 1,2 --steps-warmup 1 --reps 3 --out "$e" >"$tmp/emu.out" 2>"$tmp/emu.err"; then
-    if "$py" - "$src" "$e" <<'EOF' >"$tmp/emu.cmp" 2>&1; then
+cat >"$tmp/cmp.py" <<'EOF'
 import sys
 def rows(path):
     return {tuple(map(int, l.split(',')[:4])): float(l.split(',')[4])
@@ -81,6 +80,10 @@ for k, v in got.items():
     assert -0.02 < err and v - want[k] < 0.15 * want[k] + 1.0, (k, v, want[k])
 print("4 rows, worst error %.2f%%" % (100 * worst))
 EOF
+e=$tmp/emu.csv
+if timeout 60 mpirun -np 2 "$bin" profile --backend emu --from-profile "$src" --sizes 256,512 \
+    --degrees 1,2 --steps-warmup 1 --reps 3 --out "$e" >"$tmp/emu.out" 2>"$tmp/emu.err"; then
+    if "$py" "$tmp/cmp.py" "$src" "$e" >"$tmp/emu.cmp" 2>&1; then
         ok "emu: reproduces $src: $(cat "$tmp/emu.cmp")"
     else
         bad "emu: far from $src"; cat "$tmp/emu.cmp" "$e"
@@ -92,6 +95,23 @@ EOF
     sim "$e" sp2 && ok "emu: simulate loads it" || { bad "emu: simulate"; cat "$tmp/sim.out"; }
 else
     bad "emu np 2: exit $?"; cat "$tmp/emu.err"
+fi
+# --passes 3 of 5 timed steps (2+2+1 per cell): every cell's samples must
+# land in its own row, whatever the order the visits take.
+e=$tmp/emu_passes.csv
+if timeout 60 mpirun -np 2 "$bin" profile --backend emu --from-profile "$src" --sizes 256,512 \
+    --degrees 1,2 --steps-warmup 1 --reps 5 --passes 3 --out "$e" >"$tmp/emu.out" 2>"$tmp/emu.err"; then
+    if "$py" "$tmp/cmp.py" "$src" "$e" >"$tmp/emu.cmp" 2>&1; then
+        ok "emu --passes 3: reproduces $src: $(cat "$tmp/emu.cmp")"
+    else
+        bad "emu --passes 3: far from $src"; cat "$tmp/emu.cmp" "$e"
+    fi
+    grep -q '^# source: measured with .*warm-up 1, reps 5, passes 3$' "$e" &&
+        grep -q '^# source: cells interleaved: 3 passes over all cells' "$e" &&
+        grep -q '^# grid: .*reps 5  passes 3 (cells interleaved)$' "$tmp/emu.out" &&
+        ok "emu --passes 3: recorded in the file and the # header" || { bad "emu --passes: metadata"; cat "$e" "$tmp/emu.out"; }
+else
+    bad "emu --passes 3: exit $?"; cat "$tmp/emu.err"
 fi
 
 # 3. bad options: one line, non-zero, no output file
@@ -111,6 +131,8 @@ one_line() { # expected text, launcher and arguments...
 one_line "unknown backend 'gpu'" "$bin" profile --backend gpu --out "$tmp/x.csv"
 one_line "--reps: 'x' is not" "$bin" profile --backend cpu --reps x --out "$tmp/x.csv"
 one_line "--out is required" "$bin" profile --backend cpu
+one_line "--passes 4: more passes than timed steps (--reps 3)" "$bin" profile --backend cpu --reps 3 --passes 4 --out "$tmp/x.csv"
+one_line "--passes: '0' is not an integer" "$bin" profile --backend cpu --passes 0 --out "$tmp/x.csv"
 one_line "unknown option '--sizez'" "$bin" profile --backend cpu --sizez 256 --out "$tmp/x.csv"
 one_line "needs --from-profile" "$bin" profile --backend emu --out "$tmp/x.csv"
 one_line "multiple of 16" "$bin" profile --backend cpu --sizes 250 --out "$tmp/x.csv"

@@ -3,6 +3,8 @@
 #  1. emu backend (np 5, --speedup 20): sp2, rssp and tetriserve runs give
 #     valid complete results files (check_results.py), mode run / backend
 #     emu, the `#` header and summary table; rssp's SAR matches simulate's;
+#     fidelity.py judges repetitions together (mean SAR, per-request median
+#     latency) and averages profiles;
 #  2. cpu backend (tiny DiT on a hand-made profile): np 3 sp2, np 5 sp1 and
 #     tetriserve; the sum of the final latents is the same whatever the
 #     degrees and latent moves (tetriserve must move latents);
@@ -52,6 +54,33 @@ done
 "$py" scripts/fidelity.py "$tmp/emu_rssp.h5" "$tmp/sim_rssp.h5" --max-dsar 0.05 --max-lat-err 0.05 \
     >"$tmp/fid.out" 2>&1 && ok "emu rssp vs simulate: $(sed -n 2p "$tmp/fid.out")" ||
     { bad "emu rssp far from simulate"; cat "$tmp/fid.out"; }
+# Repetitions (fidelity.sh cpu): the same run with every latency 1.5x and
+# 0.5x, SARs 0.2 and 0.4: judged together, each request's median latency is
+# the original's and the SAR the mean of the three; profiles average.
+"$py" - "$tmp/emu_rssp.h5" "$tmp/rep_hi.h5" "$tmp/rep_lo.h5" <<'EOF' || bad "fidelity repetitions: set-up"
+import shutil, sys, h5py
+for out, f, sar in ((sys.argv[2], 1.5, 0.2), (sys.argv[3], 0.5, 0.4)):
+    shutil.copy(sys.argv[1], out)
+    with h5py.File(out, "r+") as h:
+        r = h["requests"][:]
+        r["finish"] = r["arrival"] + f * (r["finish"] - r["arrival"])
+        h["requests"][:] = r
+        h["summary"].attrs["sar"] = sar
+EOF
+"$py" scripts/fidelity.py "$tmp/emu_rssp.h5" "$tmp/sim_rssp.h5" | sed -n 3p >"$tmp/fid1.out"
+sar1=$("$py" -c "import h5py,sys; print(h5py.File(sys.argv[1],'r')['summary'].attrs['sar'])" "$tmp/emu_rssp.h5")
+"$py" scripts/fidelity.py "$tmp/rep_hi.h5" "$tmp/emu_rssp.h5" "$tmp/rep_lo.h5" "$tmp/sim_rssp.h5" >"$tmp/fid3.out" 2>&1
+want_sar=$("$py" -c "print('%.4f' % ((0.2 + 0.4 + $sar1) / 3))")
+grep -q "^  run 1 of 3: SAR 0.2000 " "$tmp/fid3.out" && grep -q "^SAR run $want_sar " "$tmp/fid3.out" &&
+    [ "$(sed -n 7p "$tmp/fid3.out")" = "$(cat "$tmp/fid1.out")" ] &&
+    ok "fidelity.py, 3 repetitions: mean SAR $want_sar, per-request median latency" ||
+    { bad "fidelity.py repetitions"; cat "$tmp/fid1.out" "$tmp/fid3.out"; }
+printf '# model: m\nwidth,height,degree,batch,step_ms,step_ms_p99\n256,256,1,1,%s,%s\n' 10 11 >"$tmp/pa.csv"
+printf '# model: m\nwidth,height,degree,batch,step_ms,step_ms_p99\n256,256,1,1,%s,%s\n' 20 30 >"$tmp/pb.csv"
+printf '# model: m\nwidth,height,degree,batch,step_ms,step_ms_p99\n256,256,1,1,%s,%s\n' 60 61 >"$tmp/pc.csv"
+"$py" scripts/fidelity.py --average-profiles "$tmp/pm.csv" "$tmp/pa.csv" "$tmp/pb.csv" "$tmp/pc.csv" &&
+    grep -qx '256,256,1,1,30.000,61.000' "$tmp/pm.csv" && ok "fidelity.py --average-profiles of 3: mean, max p99" ||
+    { bad "fidelity.py --average-profiles"; cat "$tmp/pm.csv"; }
 
 # 2. cpu
 cat >"$tmp/cpu.csv" <<'EOF'
