@@ -6,11 +6,12 @@ usage: /usr/bin/python3 scripts/fidelity.py RUN.h5 [RUN.h5 ...] SIM.h5 [--max-ds
 
 Prints SAR of both, |dSAR|, and the per-request latency error |L_run - L_sim| / L_sim
 (latency = finish - arrival) over requests finished in both: median, p90, max.
-Given several runs of the same trace (repetitions), each is printed on its own line,
-then they are judged together: the run's SAR is their mean and a request's run latency
-the median of its latencies, the usual way to take a machine's run-to-run noise out
-of a measurement (scripts/fidelity.sh cpu: the VM's speed swings by tens of percent
-within seconds, README "Fidelity").
+Files are told apart by their mode attribute (run or simulate). Given several runs of
+the same trace (repetitions), each is printed on its own line, then they are judged
+together: the run's SAR is their mean and a request's run latency the median of its
+latencies, the usual way to take a machine's run-to-run noise out of a measurement
+(scripts/fidelity.sh cpu: the VM's speed swings by tens of percent within seconds,
+README "Fidelity").
 For a live run it also prints the machine's own spread: how much the measured
 step time of one cell (resolution, degree, batch) varied between the run's
 segments (|t / cell mean - 1|, median and p90): noise that no cost model can
@@ -31,9 +32,15 @@ def load(path):
     with h5py.File(path, "r") as f:
         r = f["requests"][:]
         s = f["summary"].attrs
-        return dict(path=path, id=r["id"], lat=r["finish"] - r["arrival"], met=r["met"],
+        return dict(path=path, id=r["id"], arrival=r["arrival"], lat=r["finish"] - r["arrival"], met=r["met"],
                     status=r["status"], sar=float(s["sar"]), mode=f.attrs["mode"],
-                    backend=f.attrs["backend"], trace=f.attrs["trace"])
+                    backend=f.attrs["backend"])
+
+
+def same_requests(a, b):
+    oa, ob = np.argsort(a["id"]), np.argsort(b["id"])
+    return (np.array_equal(a["id"][oa], b["id"][ob]) and
+            np.allclose(a["arrival"][oa], b["arrival"][ob], rtol=0, atol=1e-9))
 
 
 def combine(runs):
@@ -45,8 +52,6 @@ def combine(runs):
     lats = []
     for r in runs:
         o = np.argsort(r["id"])
-        if not np.array_equal(r["id"][o], ids):
-            sys.exit("fidelity.py: %s and %s do not hold the same requests" % (first["path"], r["path"]))
         lats.append(r["lat"][o])
     lats = np.array(lats, dtype=float)
     finite = np.isfinite(lats)
@@ -121,17 +126,21 @@ def main():
     if len(sys.argv) >= 5 and sys.argv[1] == "--average-profiles":
         return average_profiles(sys.argv[2], sys.argv[3:])
     ap = argparse.ArgumentParser()
-    ap.add_argument("files", nargs="+", metavar="RUN.h5 ... SIM.h5")
+    ap.add_argument("files", nargs="+", metavar="FILE.h5",
+                    help="live runs (mode run) and one simulation, in any order")
     ap.add_argument("--max-dsar", type=float)
     ap.add_argument("--max-lat-err", type=float)
     a = ap.parse_args()
-    if len(a.files) < 2:
-        ap.error("need at least one run and the simulation")
-    runs, sim = [load(p) for p in a.files[:-1]], load(a.files[-1])
-    for r in runs[1:]:
-        if r["trace"] != runs[0]["trace"]:
-            sys.exit("fidelity.py: %s replays %s, %s replays %s: not repetitions of one run" % (
-                runs[0]["path"], runs[0]["trace"], r["path"], r["trace"]))
+    files = [load(p) for p in a.files]
+    runs = [f for f in files if f["mode"] == "run"]
+    sims = [f for f in files if f["mode"] != "run"]
+    if not runs or len(sims) != 1:
+        ap.error("need live runs and one simulation (have %d and %d)" % (len(runs), len(sims)))
+    sim = sims[0]
+    for r in files[1:]:  # the same requests (the trace's path may be spelt differently)
+        if not same_requests(files[0], r):
+            sys.exit("fidelity.py: %s and %s do not hold the same requests (ids and arrivals)" % (
+                files[0]["path"], r["path"]))
     print("fidelity: %s (%s/%s) vs %s (%s/%s)" % (" ".join(r["path"] for r in runs), runs[0]["mode"],
                                                    runs[0]["backend"], sim["path"], sim["mode"],
                                                    sim["backend"]))

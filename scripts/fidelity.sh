@@ -10,9 +10,11 @@
 #        the simulator is judged with their average, the machine's speed
 #        during the runs, and its prediction from the "before" profile alone
 #        is printed too: on a VM whose speed drifts the two differ by the
-#        drift. The run is repeated (TS_FID_RUNS) and judged on each
-#        request's median latency: the VM's speed swings by tens of percent
-#        within seconds, and one run is one sample of that noise)
+#        drift. (Judging each run with the two profiles around it alone did
+#        worse: the speed moves within minutes.)
+#        The run is repeated (TS_FID_RUNS) and judged on each request's
+#        median latency: the VM's speed swings by tens of percent within
+#        seconds, and one run is one sample of that noise)
 #
 #   scripts/fidelity.sh [emu|cpu] [POLICY ...]   (default: emu rssp tetriserve)
 #

@@ -8,8 +8,9 @@
  * measured end), and calls decide after every batch of events or policy
  * wake-up, exactly like ts_sim_run; ts_engine_launch records the segments.
  * Between events it sleeps until the earliest of the next arrival, the next
- * wake-up and a poll interval (--poll-us), probing for completions with
- * MPI_Iprobe in between: never a busy loop.
+ * wake-up and the next look for a launch's report (sparse before its
+ * planned end, fine just after it, then every --poll-us), probing for
+ * completions with MPI_Iprobe in between: never a busy loop.
  *
  * Control plane (message layouts in ts_run.h): per decision, rank 0 sends
  * each worker of each launch one LAUNCH message point-to-point (MPI_Send,
@@ -114,6 +115,12 @@ enum { TAG_CTRL = 1, TAG_DONE = 2, TAG_SYNC = 3, TAG_STATS = 4, TAG_LATENT = 100
 #define TS_FAST_POLL_S 10e-6 /* rank 0 right after a launch's expected end */
 #define TS_FAST_WINDOW_S 0.002
 #define TS_MASTER_NAP_S 0.02 /* rank 0's longest sleep: signals and flushes are seen within it */
+/* Before a launch's planned end, rank 0 looks for an early report from
+ * TS_EARLY_FROM of its planned wall time on, every TS_EARLY_POLL_FRAC of it
+ * (at least TS_EARLY_POLL_MIN_S): at most ~50 probes a launch. */
+#define TS_EARLY_FROM 0.5
+#define TS_EARLY_POLL_FRAC 0.01
+#define TS_EARLY_POLL_MIN_S 0.0005
 
 /* ------------------------------------------------------------ options */
 
@@ -121,6 +128,7 @@ typedef enum { TS_BE_EMU = 0, TS_BE_CPU, TS_BE_CUDA } TsBackendId;
 
 typedef struct TsRunOpts {
     const char *trace, *profile, *policy, *out, *dit_preset, *pid_file;
+    const char *exec_profile; /* emu: the step times slept (NULL: --profile's) */
     int backend;
     double slo_scale, speedup;
     int gpn;
@@ -1061,12 +1069,13 @@ static void ts_run_on_signal(int sig) { ts_run_signal = sig; }
 typedef struct TsSlot {
     int64_t seq;
     int32_t leader;
-    double start_trace, planned_s, end_wall, timeout_wall;
+    double start_trace, planned_s, start_wall, end_wall, timeout_wall;
     int in_use;
 } TsSlot;
 
 typedef struct TsMaster {
     const TsRunOpts *o;
+    const TsCostModel *exec; /* what emu workers sleep (--exec-profile), else the plan's */
     const TsPolicyOps *ops;
     void *policy;
     TsState st;
@@ -1198,12 +1207,12 @@ static TsStatus ts_master_apply(TsMaster *m, double decide_us, TsErr *err) {
             if (j == 0) {
                 msg.width = cm->width[q->res];
                 msg.height = cm->height[q->res];
-                int d = ts_cost_degree_index(cm, l->degree);
-                msg.step_s = d >= 0 && l->n_req <= cm->max_batch
-                                 ? ts_cost_step_s(cm, q->res, d, l->n_req) : 0;
+                int d = ts_cost_degree_index(m->exec, l->degree);
+                msg.step_s = d >= 0 && l->n_req <= m->exec->max_batch
+                                 ? ts_cost_step_s(m->exec, q->res, d, l->n_req) : 0;
             }
         }
-        msg.overhead_s = finishes ? cm->overhead_s : 0;
+        msg.overhead_s = finishes ? m->exec->overhead_s : 0;
         /* The decision instant on rank 0's wall clock: what happens after
          * it (deciding, sending, moving) counts 1:1 in trace time (emu). */
         msg.issue_wall = m->t0 + st->now_s / m->o->speedup;
@@ -1236,6 +1245,7 @@ static TsStatus ts_master_apply(TsMaster *m, double decide_us, TsErr *err) {
         s->start_trace = st->now_s;
         s->planned_s = end_s - st->now_s;
         s->end_wall = m->t0 + end_s / m->o->speedup;
+        s->start_wall = m->t0 + st->now_s / m->o->speedup;
         s->timeout_wall = ts_wall_s() + 2 * s->planned_s / m->o->speedup + ts_launch_slack_s(m->o);
         m->n_launches++;
     }
@@ -1346,13 +1356,18 @@ static TsStatus ts_master_loop(TsMaster *m, TsErr *err) {
         }
         if (decided) continue; /* look again before sleeping */
         /* Sleep until the next thing that can happen: an arrival, a policy
-         * wake-up, a launch's planned end (a report cannot be due before
-         * it; one that comes early is taken then, as the simulator would
-         * see it). Only past a planned end does rank 0 poll, finely for
-         * TS_FAST_WINDOW_S, then every --poll-us: with the workers on every
-         * core (cpu backend, oversubscribed), a rank 0 that woke every
-         * 100 us preempted a worker in the middle of a sequence-parallel
-         * step and stalled its whole group. */
+         * wake-up, a launch's report. Before a launch's planned end rank 0
+         * looks sparsely (TS_EARLY_*): a launch that ends early (the
+         * machine faster than its profile) must free its GPUs when it ends,
+         * as in the simulator, not at its planned end (rank 0 that slept
+         * until then recorded the true end but left the GPUs idle: on a
+         * VM drifting +-20%, the cpu runs of tetriserve, ~4 launches a
+         * request, lagged their simulation by 10%). Past a planned end it
+         * polls finely for TS_FAST_WINDOW_S, then every --poll-us. Never
+         * more often: with the workers on every core (cpu backend,
+         * oversubscribed), a rank 0 that woke every 100 us preempted a
+         * worker in the middle of a sequence-parallel step and stalled
+         * its whole group. */
         double until = wall + TS_MASTER_NAP_S;
         if (st->n_arrived < st->n_req) {
             double a = m->t0 + st->req[st->n_arrived].arrival_s / m->o->speedup;
@@ -1365,9 +1380,16 @@ static TsStatus ts_master_loop(TsMaster *m, TsErr *err) {
         for (int64_t s = 0; s < m->cap_slots; s++) {
             const TsSlot *sl = &m->slots[s];
             if (!sl->in_use) continue;
-            double a = sl->end_wall > wall                    ? sl->end_wall
-                       : wall - sl->end_wall < TS_FAST_WINDOW_S ? wall + TS_FAST_POLL_S
-                                                                : wall + poll;
+            double a;
+            if (sl->end_wall > wall) {
+                double len = sl->end_wall - sl->start_wall;
+                double from = sl->start_wall + TS_EARLY_FROM * len;
+                double every = TS_EARLY_POLL_FRAC * len > TS_EARLY_POLL_MIN_S ? TS_EARLY_POLL_FRAC * len
+                                                                               : TS_EARLY_POLL_MIN_S;
+                a = wall < from ? from : wall + every < sl->end_wall ? wall + every : sl->end_wall;
+            } else {
+                a = wall - sl->end_wall < TS_FAST_WINDOW_S ? wall + TS_FAST_POLL_S : wall + poll;
+            }
             if (a < until) until = a;
         }
         ts_sleep_until(until);
@@ -1382,7 +1404,7 @@ static const char ts_run_usage[] =
     "usage: mpirun -np 1+W tetriserve run --backend emu|cpu|cuda --trace F.csv --profile F.csv\n"
     "                                     --policy P [--slo-scale X] [--speedup F] [--out F.h5]\n"
     "                                     [--dit-preset NAME] [--gpus N] [--gpus-per-node N]\n"
-    "                                     [--seed S] [--poll-us US]\n\n"
+    "                                     [--seed S] [--poll-us US] [--exec-profile F.csv]\n\n"
     "The live executor: rank 0 replays the trace in real time with policy P (the\n"
     "simulator's engine and policy code), ranks 1..W are the W GPUs (GPU g = rank g+1).\n\n"
     "  --backend B            emu: each step sleeps its profiled time / speedup and real\n"
@@ -1394,6 +1416,9 @@ static const char ts_run_usage[] =
     "  --trace F.csv          request trace (SPEC.md format)\n"
     "  --profile F.csv        cost model (SPEC.md format): the step times the policy plans\n"
     "                         with, and (emu) sleeps\n"
+    "  --exec-profile F.csv   emu only: sleep F's step times instead; rank 0 still expects\n"
+    "                         --profile's (a machine faster or slower than its profile, live;\n"
+    "                         F needs every cell the policy may use; recorded as exec_profile)\n"
     "  --policy P             one of: %s\n"
     "  --slo-scale X          deadline = arrival + X * slo_s (default 1.0)\n"
     "  --speedup F            emu only: trace time = wall time x F (default 1)\n"
@@ -1416,7 +1441,7 @@ static int ts_run_parse(int argc, char **argv, TsRunOpts *o, int rank, int *exit
         {"gpus-per-node", required_argument, NULL, 'N'}, {"poll-us", required_argument, NULL, 'u'},
         {"fault-inject", required_argument, NULL, 'F'}, {"quiet", no_argument, NULL, 'q'},
         {"pid-file", required_argument, NULL, 'I'}, {"gpus", required_argument, NULL, 'G'},
-        {"seed", required_argument, NULL, 'S'},
+        {"seed", required_argument, NULL, 'S'},       {"exec-profile", required_argument, NULL, 'X'},
         {"help", no_argument, NULL, 'h'},             {NULL, 0, NULL, 0},
     };
     int a = 0, b = 0, c;
@@ -1448,6 +1473,7 @@ static int ts_run_parse(int argc, char **argv, TsRunOpts *o, int rank, int *exit
         switch (c) {
         case 't': o->trace = optarg; break;
         case 'p': o->profile = optarg; break;
+        case 'X': o->exec_profile = optarg; break;
         case 'P': o->policy = optarg; break;
         case 'b': backend = optarg; break;
         case 'o': o->out = optarg; break;
@@ -1521,6 +1547,9 @@ static int ts_run_parse(int argc, char **argv, TsRunOpts *o, int rank, int *exit
     }
     if (!msg[0] && o->backend != TS_BE_EMU && o->speedup != 1.0)
         snprintf(msg, sizeof msg, "--speedup: only the emu backend can run faster than real time");
+    if (!msg[0] && o->backend != TS_BE_EMU && o->exec_profile)
+        snprintf(msg, sizeof msg, "--exec-profile: only the emu backend sleeps step times (cpu and "
+                 "cuda take what the machine takes)");
     if (!msg[0] && !o->dit_preset) o->dit_preset = o->backend == TS_BE_CPU ? "tiny" : "flux-dev";
     if (msg[0]) {
         if (rank == 0) fprintf(stderr, "tetriserve run: %s\n", msg);
@@ -1614,6 +1643,9 @@ static void ts_master_print(const TsMaster *m, const TsTrace *t, const TsProfile
            "slo_scale: %.3f  round_s: %.6f\n",
            m->st.n_gpus, m->st.n_gpus, m->st.gpus_per_node, ts_backends[o->backend].name,
            o->speedup, o->policy, popts, o->slo_scale, round_s);
+    if (m->exec != m->st.cost)
+        printf("# exec profile: %s (the step times emu sleeps; rank 0 expects the profile's)\n",
+               o->exec_profile);
     printf("# out: %s\n", out);
     ts_cmd_print_summary(sum);
     double nl = m->n_launches ? (double)m->n_launches : 1;
@@ -1695,9 +1727,9 @@ int ts_cmd_run(int argc, char **argv) {
     int64_t setup[TS_SETUP_WORDS] = {0};
     TsMaster m;
     TsTrace t;
-    TsProfile p;
-    TsCostModel cm;
-    int have_t = 0, have_p = 0, have_cm = 0, *res_of = NULL;
+    TsProfile p, xp;
+    TsCostModel cm, xcm;
+    int have_t = 0, have_p = 0, have_cm = 0, have_xp = 0, have_xcm = 0, *res_of = NULL;
     char outbuf[1024], popts[512] = "";
     double round_s = 0;
     memset(&m, 0, sizeof m);
@@ -1711,6 +1743,15 @@ int ts_cmd_run(int argc, char **argv) {
         res_of = ts_xmalloc((size_t)(t.n ? t.n : 1) * sizeof *res_of);
         if ((rc = ts_cost_build(&cm, &p, &t, n_gpus, res_of, &err))) goto setup_done;
         have_cm = 1;
+        m.exec = &cm;
+        if (o.exec_profile) {
+            if ((rc = ts_profile_load(o.exec_profile, &xp, &err))) goto setup_done;
+            have_xp = 1;
+            if ((rc = ts_cost_build(&xcm, &xp, &t, n_gpus, NULL, &err))) goto setup_done;
+            have_xcm = 1;
+            if ((rc = ts_cost_check_exec(&cm, &xcm, p.path, xp.path, &err))) goto setup_done;
+            m.exec = &xcm;
+        }
         if (cm.degree[cm.n_deg - 1] > TS_RUN_MAX_DEGREE) {
             rc = ts_err(&err, TS_ERR_INPUT, "%s: degree %d is above the executor's limit %d",
                         p.path, cm.degree[cm.n_deg - 1], TS_RUN_MAX_DEGREE);
@@ -1743,6 +1784,7 @@ int ts_cmd_run(int argc, char **argv) {
         TsRunMeta meta = {
             .mode = "run", .backend = ts_backends[o.backend].name, .policy = m.ops->name,
             .policy_options = popts, .trace = t.path, .profile = p.path,
+            .exec_profile = have_xp ? xp.path : "",
             .command_line = ts_cmd_line(argc, argv, "run"), .n_gpus = n_gpus,
             .gpus_per_node = m.st.gpus_per_node, .slo_scale = o.slo_scale, .round_s = round_s,
             .seed = o.seed,
@@ -1874,6 +1916,8 @@ cleanup:
         if (m.log.req) ts_log_free(&m.log);
         if (have_cm) ts_cost_free(&cm);
         if (have_p) ts_profile_free(&p);
+        if (have_xcm) ts_cost_free(&xcm);
+        if (have_xp) ts_profile_free(&xp);
         if (have_t) ts_trace_free(&t);
         free(res_of);
         free(m.slots);

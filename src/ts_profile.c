@@ -661,3 +661,17 @@ int ts_cost_degree_index(const TsCostModel *cm, int32_t degree) {
         if (cm->degree[d] == degree) return d;
     return -1;
 }
+
+TsStatus ts_cost_check_exec(const TsCostModel *plan, const TsCostModel *exec, const char *plan_path,
+                            const char *exec_path, TsErr *err) {
+    for (int r = 0; r < plan->n_res; r++)
+        for (int d = 0; d < plan->n_deg; d++)
+            for (int b = 1; b <= plan->max_batch; b++) {
+                if (!(ts_cost_step_s(plan, r, d, b) > 0)) continue;
+                int de = ts_cost_degree_index(exec, plan->degree[d]);
+                if (de < 0 || b > exec->max_batch || !(ts_cost_step_s(exec, r, de, b) > 0))
+                    return ts_err(err, TS_ERR_INPUT, "%s: no step time for %dx%d at degree %d batch %d, which %s has",
+                                  exec_path, plan->width[r], plan->height[r], plan->degree[d], b, plan_path);
+            }
+    return TS_OK;
+}

@@ -80,5 +80,10 @@ static inline double ts_cost_step_s(const TsCostModel *cm, int res, int deg_idx,
 }
 /* Index of a degree in cm->degree, or -1. */
 int ts_cost_degree_index(const TsCostModel *cm, int32_t degree);
+/* An execution cost model (simulate/run --exec-profile) must give a time to
+ * every (resolution, degree, batch) the planning model allows: else
+ * TS_ERR_INPUT naming the first missing cell and both profiles' paths. */
+TsStatus ts_cost_check_exec(const TsCostModel *plan, const TsCostModel *exec, const char *plan_path,
+                            const char *exec_path, TsErr *err);
 
 #endif

@@ -80,19 +80,7 @@ TsStatus ts_scenario_run(const TsScenario *sc, TsScenarioResult *res, TsErr *err
         if ((rc = ts_cost_build(&ecm, sc->exec_profile, sc->trace, sc->n_gpus, NULL, err))) goto done;
         have_ecm = 1;
         /* Every launch the policy may plan must have a time to take. */
-        for (int r = 0; r < cm.n_res; r++)
-            for (int d = 0; d < cm.n_deg; d++)
-                for (int b = 1; b <= cm.max_batch; b++) {
-                    if (!(ts_cost_step_s(&cm, r, d, b) > 0)) continue;
-                    int de = ts_cost_degree_index(&ecm, cm.degree[d]);
-                    if (de < 0 || b > ecm.max_batch || !(ts_cost_step_s(&ecm, r, de, b) > 0)) {
-                        rc = ts_err(err, TS_ERR_INPUT,
-                                    "%s: no step time for %dx%d at degree %d batch %d, which %s has",
-                                    sc->exec_profile->path, cm.width[r], cm.height[r], cm.degree[d], b,
-                                    sc->profile->path);
-                        goto done;
-                    }
-                }
+        if ((rc = ts_cost_check_exec(&cm, &ecm, sc->profile->path, sc->exec_profile->path, err))) goto done;
     }
     TsEngineConfig ecfg = {sc->n_gpus, sc->gpus_per_node, sc->slo_scale, have_ecm ? &ecm : NULL};
     if (ecfg.gpus_per_node <= 0)
