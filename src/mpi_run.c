@@ -156,6 +156,13 @@ static void ts_sleep_s(double s) {
 /* Set by rank 0's SIGINT/SIGTERM handler (ts_run_on_signal). */
 static volatile sig_atomic_t ts_run_signal = 0;
 
+/* This process's CPU time, all threads (seconds). */
+static double ts_cpu_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 /* Sleep until the monotonic clock reads `wall` (ts_wall_s's clock), or
  * until SIGINT/SIGTERM reaches rank 0. */
 static void ts_sleep_until(double wall) {
@@ -1093,6 +1100,8 @@ typedef struct TsMaster {
     int64_t n_probes;
     double probe_s;
     double decide_s, send_s, recv_s, move_s_sum, move_s_max, move_bytes, delay_s_sum;
+    double start_s_sum; /* wall, decision to the steps starting (LAUNCH, latents) */
+    double cpu_s;       /* rank 0's CPU time over the run (all its threads) */
     double last_flush;
     char partial[1100]; /* the file ts_results writes; copied to --out */
     double checksum_sum; /* cpu: sum over finished requests of their final latent's elements */
@@ -1132,6 +1141,8 @@ static TsStatus ts_master_recv_done(TsMaster *m, int src, TsErr *err) {
         m->move_bytes += d[5];
     }
     m->delay_s_sum += (end - s->start_trace - s->planned_s) / m->o->speedup;
+    double started = d[2] - s->start_wall; /* clock offsets are estimates: not below 0 */
+    m->start_s_sum += started > 0 ? started : 0;
     m->checksum_sum += d[6];
     s->in_use = 0;
     TsStatus rc = ts_engine_complete(&m->st, slot, end, err);
@@ -1621,7 +1632,9 @@ static TsStatus ts_master_put_stats(const TsMaster *m, double wall_s, double rou
         {"control_fraction_of_round",
          m->n_rounds && round_wall > 0 ? ctl / (double)m->n_rounds / round_wall : 0.0},
         {"launch_delay_s_mean", m->delay_s_sum / nl},
+        {"launch_start_s_mean", m->start_s_sum / nl},
         {"n_probes", (double)m->n_probes},
+        {"rank0_cpu_s", m->cpu_s},
         {"probe_s_mean", m->n_probes ? m->probe_s / (double)m->n_probes : 0.0},
         {"n_latent_moves", (double)m->n_moves},
         {"latent_move_bytes", m->move_bytes},
@@ -1658,15 +1671,17 @@ static void ts_master_print(const TsMaster *m, const TsTrace *t, const TsProfile
     double round_wall = round_s / o->speedup;
     printf("# control: %lld plan messages (%.0f B mean), send %.2f us/decision, completions "
            "%.2f us/launch (probe + receive), launch delay %.3f ms/launch (wall: measured - "
-           "planned length)",
+           "planned length), of which %.3f ms before the steps start (plan, latents)",
            (long long)m->n_msgs, m->n_msgs ? (double)m->msg_bytes / (double)m->n_msgs : 0.0,
-           1e6 * m->send_s / nd, 1e6 * m->recv_s / nl, 1e3 * m->delay_s_sum / nl);
+           1e6 * m->send_s / nd, 1e6 * m->recv_s / nl, 1e3 * m->delay_s_sum / nl,
+           1e3 * m->start_s_sum / nl);
     if (m->n_rounds && round_wall > 0)
         printf(", control %.2f us/round = %.4f%% of the round (%.3f ms wall)",
                1e6 * ctl / (double)m->n_rounds, 100 * ctl / (double)m->n_rounds / round_wall,
                1e3 * round_wall);
-    printf("\n# polling: %lld probes, %.2f us each (rank 0's cost of waiting without blocking)\n",
-           (long long)m->n_probes, m->n_probes ? 1e6 * m->probe_s / (double)m->n_probes : 0.0);
+    printf("\n# polling: %lld probes, %.2f us each (wall); rank 0 used %.3f s of CPU in %.3f s (%.2f%% "
+           "of a core)\n", (long long)m->n_probes, m->n_probes ? 1e6 * m->probe_s / (double)m->n_probes : 0.0,
+           m->cpu_s, wall_s, wall_s > 0 ? 100 * m->cpu_s / wall_s : 0.0);
     printf("# latent moves: %lld (%.3f MB), wait mean %.3f ms, max %.3f ms (wall, at the new "
            "leader: receive + group broadcast)\n",
            (long long)m->n_moves, m->move_bytes / 1e6,
@@ -1876,8 +1891,10 @@ int ts_cmd_run(int argc, char **argv) {
     ts_eq_init(&m.wakes);
     m.wake_s = INFINITY;
     m.t0 = ts_wall_s();
+    double cpu0 = ts_cpu_s();
     TsStatus run_rc = ts_master_loop(&m, &err);
     double wall_s = ts_wall_s() - m.t0;
+    m.cpu_s = ts_cpu_s() - cpu0;
     if (!run_rc) { /* the workers' group counts, for the file and the table */
         TsRunMsg stop = {.kind = TS_RUN_MSG_STOP};
         for (int r = 1; r < size; r++) ts_master_send(&m, &stop, r);
