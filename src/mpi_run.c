@@ -1371,9 +1371,9 @@ static TsStatus ts_master_loop(TsMaster *m, TsErr *err) {
          * looks sparsely (TS_EARLY_*): a launch that ends early (the
          * machine faster than its profile) must free its GPUs when it ends,
          * as in the simulator, not at its planned end (rank 0 that slept
-         * until then recorded the true end but left the GPUs idle: on a
-         * VM drifting +-20%, the cpu runs of tetriserve, ~4 launches a
-         * request, lagged their simulation by 10%). Past a planned end it
+         * until then recorded the true end but left the GPUs idle: emu
+         * sleeping 0.8x the profile tetriserve planned with, SAR 0.775
+         * against 0.925 simulated; tests/test_run.sh). Past a planned end it
          * polls finely for TS_FAST_WINDOW_S, then every --poll-us. Never
          * more often: with the workers on every core (cpu backend,
          * oversubscribed), a rank 0 that woke every 100 us preempted a
