@@ -17,7 +17,7 @@
  * than 100 samples it lies between the two largest, close to the maximum.
  * With --passes P the cells are interleaved: P passes over all cells, each
  * visit its warm-up steps then its share of the timed ones, so that a
- * machine whose speed drifts over seconds (a VM: 0.66-1.3x of its mean
+ * machine whose speed drifts over seconds (a VM: 0.8-1.35x of its mean
  * within 20 s, README "Fidelity") biases no cell more than another.
  *
  * Backends: cpu runs ts_dit_step of a seeded DiT preset over the group's

@@ -1218,9 +1218,8 @@ static TsStatus ts_master_apply(TsMaster *m, double decide_us, TsErr *err) {
             if (j == 0) {
                 msg.width = cm->width[q->res];
                 msg.height = cm->height[q->res];
-                int d = ts_cost_degree_index(m->exec, l->degree);
-                msg.step_s = d >= 0 && l->n_req <= m->exec->max_batch
-                                 ? ts_cost_step_s(m->exec, q->res, d, l->n_req) : 0;
+                double step = ts_cost_step_at(m->exec, q->res, l->degree, l->n_req);
+                msg.step_s = step > 0 ? step : 0;
             }
         }
         msg.overhead_s = finishes ? m->exec->overhead_s : 0;
@@ -1762,9 +1761,8 @@ int ts_cmd_run(int argc, char **argv) {
         if (o.exec_profile) {
             if ((rc = ts_profile_load(o.exec_profile, &xp, &err))) goto setup_done;
             have_xp = 1;
-            if ((rc = ts_cost_build(&xcm, &xp, &t, n_gpus, NULL, &err))) goto setup_done;
+            if ((rc = ts_cost_build_exec(&xcm, &xp, &t, n_gpus, &cm, p.path, &err))) goto setup_done;
             have_xcm = 1;
-            if ((rc = ts_cost_check_exec(&cm, &xcm, p.path, xp.path, &err))) goto setup_done;
             m.exec = &xcm;
         }
         if (cm.degree[cm.n_deg - 1] > TS_RUN_MAX_DEGREE) {

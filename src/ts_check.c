@@ -87,9 +87,8 @@ TsStatus ts_check_log(const TsRunLog *log, int32_t n_gpus, const TsCostModel *cm
             use[n_use++] = (TsGpuUse){gp[a], g->start, g->end, s, g->batch_id};
         }
         if (cm) {
-            int d = ts_cost_degree_index(cm, g->degree);
             int batch = ts_batch_size(batch_ids, n_batch, g->batch_id);
-            double step = d >= 0 && batch <= cm->max_batch ? ts_cost_step_s(cm, res_of[row], d, batch) : NAN;
+            double step = ts_cost_step_at(cm, res_of[row], g->degree, batch);
             if (!(step > 0)) { rc = ts_err(err, TS_ERR_INTERNAL, "segment %lld: no step time for degree %d batch %d", (long long)s, g->degree, batch); goto done; }
             double want = (double)g->n_steps * step;
             double with_oh = want + cm->overhead_s;

@@ -253,8 +253,7 @@ TsStatus ts_engine_launch(TsState *st, const TsPlan *plan, int64_t k, int64_t ro
 
     const TsCostModel *ex = st->exec;
     if (ex != cm) { /* what the launch takes, as opposed to what was planned */
-        int de = ts_cost_degree_index(ex, l->degree);
-        step_s = de >= 0 && l->n_req <= ex->max_batch ? ts_cost_step_s(ex, res, de, l->n_req) : NAN;
+        step_s = ts_cost_step_at(ex, res, l->degree, l->n_req);
         if (!(step_s > 0))
             return ts_err(err, TS_ERR_INPUT, "execution profile: no step time for %dx%d at degree %d batch %d",
                           cm->width[res], cm->height[res], l->degree, l->n_req);

@@ -662,16 +662,22 @@ int ts_cost_degree_index(const TsCostModel *cm, int32_t degree) {
     return -1;
 }
 
-TsStatus ts_cost_check_exec(const TsCostModel *plan, const TsCostModel *exec, const char *plan_path,
-                            const char *exec_path, TsErr *err) {
+double ts_cost_step_at(const TsCostModel *cm, int res, int32_t degree, int batch) {
+    int d = ts_cost_degree_index(cm, degree);
+    return d >= 0 && batch >= 1 && batch <= cm->max_batch ? ts_cost_step_s(cm, res, d, batch) : NAN;
+}
+
+TsStatus ts_cost_build_exec(TsCostModel *exec, const TsProfile *xp, const struct TsTrace *t, int n_gpus,
+                            const TsCostModel *plan, const char *plan_path, TsErr *err) {
+    TsStatus rc = ts_cost_build(exec, xp, t, n_gpus, NULL, err);
+    if (rc) return rc;
     for (int r = 0; r < plan->n_res; r++)
         for (int d = 0; d < plan->n_deg; d++)
-            for (int b = 1; b <= plan->max_batch; b++) {
-                if (!(ts_cost_step_s(plan, r, d, b) > 0)) continue;
-                int de = ts_cost_degree_index(exec, plan->degree[d]);
-                if (de < 0 || b > exec->max_batch || !(ts_cost_step_s(exec, r, de, b) > 0))
+            for (int b = 1; b <= plan->max_batch; b++)
+                if (ts_cost_step_s(plan, r, d, b) > 0 && !(ts_cost_step_at(exec, r, plan->degree[d], b) > 0)) {
+                    ts_cost_free(exec);
                     return ts_err(err, TS_ERR_INPUT, "%s: no step time for %dx%d at degree %d batch %d, which %s has",
-                                  exec_path, plan->width[r], plan->height[r], plan->degree[d], b, plan_path);
-            }
+                                  xp->path, plan->width[r], plan->height[r], plan->degree[d], b, plan_path);
+                }
     return TS_OK;
 }

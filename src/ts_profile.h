@@ -80,10 +80,14 @@ static inline double ts_cost_step_s(const TsCostModel *cm, int res, int deg_idx,
 }
 /* Index of a degree in cm->degree, or -1. */
 int ts_cost_degree_index(const TsCostModel *cm, int32_t degree);
-/* An execution cost model (simulate/run --exec-profile) must give a time to
- * every (resolution, degree, batch) the planning model allows: else
- * TS_ERR_INPUT naming the first missing cell and both profiles' paths. */
-TsStatus ts_cost_check_exec(const TsCostModel *plan, const TsCostModel *exec, const char *plan_path,
-                            const char *exec_path, TsErr *err);
+/* Seconds per step of resolution res at `degree` (a value, not an index)
+ * with `batch` requests; NAN where the model has none. */
+double ts_cost_step_at(const TsCostModel *cm, int res, int32_t degree, int batch);
+/* The execution cost model of simulate/run --exec-profile: built like
+ * ts_cost_build, and it must give a time to every (resolution, degree,
+ * batch) the planning model allows: else TS_ERR_INPUT naming the first
+ * missing cell and both profiles' paths (nothing to free then). */
+TsStatus ts_cost_build_exec(TsCostModel *exec, const TsProfile *xp, const struct TsTrace *t, int n_gpus,
+                            const TsCostModel *plan, const char *plan_path, TsErr *err);
 
 #endif

@@ -77,10 +77,10 @@ TsStatus ts_scenario_run(const TsScenario *sc, TsScenarioResult *res, TsErr *err
     if ((rc = ts_cost_build(&cm, sc->profile, sc->trace, sc->n_gpus, res_of, err))) goto done;
     have_cm = 1;
     if (sc->exec_profile) {
-        if ((rc = ts_cost_build(&ecm, sc->exec_profile, sc->trace, sc->n_gpus, NULL, err))) goto done;
+        /* every launch the policy may plan must have a time to take */
+        if ((rc = ts_cost_build_exec(&ecm, sc->exec_profile, sc->trace, sc->n_gpus, &cm, sc->profile->path, err)))
+            goto done;
         have_ecm = 1;
-        /* Every launch the policy may plan must have a time to take. */
-        if ((rc = ts_cost_check_exec(&cm, &ecm, sc->profile->path, sc->exec_profile->path, err))) goto done;
     }
     TsEngineConfig ecfg = {sc->n_gpus, sc->gpus_per_node, sc->slo_scale, have_ecm ? &ecm : NULL};
     if (ecfg.gpus_per_node <= 0)
